@@ -1,0 +1,367 @@
+//! `tether.toml`: where plugins live, the state store, and the connector instances.
+//!
+//! Parsing is pure: the caller reads the file. Every error carries file:line:col.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tether_abi::Fields;
+use toml::Spanned;
+
+/// A problem in a config or flow file, located.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps byte offsets of one source text to 1-based line and column (in characters).
+pub struct SourceMap<'a> {
+    pub file: &'a Path,
+    pub text: &'a str,
+}
+
+impl SourceMap<'_> {
+    pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        let offset = span.map_or(0, |s| s.start).min(self.text.len());
+        let before = &self.text[..self.text.floor_char_boundary(offset)];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+            hint: None,
+        }
+    }
+}
+
+trait WithHint {
+    fn hint(self, hint: impl Into<String>) -> Self;
+}
+
+impl WithHint for ConfigError {
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    plugins_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    http: HttpSettings,
+    #[serde(default)]
+    connectors: BTreeMap<String, RawConnector>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    url: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    plugin: Spanned<String>,
+    rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    config: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+/// Host-wide HTTP behaviour for connector requests.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub timeout_ms: u64,
+    /// Attempts per request, the first included, for transient failures of idempotent requests.
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    /// A `Retry-After` or backoff longer than this ends the request with a typed error instead
+    /// of blocking a worker; the engine schedules the retry.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            timeout_ms: 30_000,
+            max_attempts: 3,
+            backoff_base_ms: 250,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+/// Requests per period for one connector instance, enforced by the host.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_seconds: f64,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The config file, or `None` when running on defaults.
+    pub file: Option<PathBuf>,
+    pub plugins_dir: PathBuf,
+    pub state_url: String,
+    pub key_file: PathBuf,
+    pub http: HttpSettings,
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectorConfig {
+    pub name: String,
+    pub plugin: String,
+    pub rate_limit: Option<RateLimit>,
+    /// `${ENV}` expanded.
+    pub config: Fields,
+}
+
+pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
+pub const DEFAULT_STATE_URL: &str = "sqlite://tether.sqlite";
+pub const DEFAULT_KEY_FILE: &str = "tether.key";
+
+impl Config {
+    /// The configuration used when there is no config file: paths relative to `base`.
+    pub fn defaults(base: &Path) -> Config {
+        Config {
+            file: None,
+            plugins_dir: base.join(DEFAULT_PLUGINS_DIR),
+            state_url: sqlite_url_relative_to(DEFAULT_STATE_URL, base),
+            key_file: base.join(DEFAULT_KEY_FILE),
+            http: HttpSettings::default(),
+            connectors: BTreeMap::new(),
+        }
+    }
+
+    /// Parses `text`, the content of `file`. Relative paths resolve against the file's folder;
+    /// `env` answers `${VAR}` references.
+    pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
+        let source = SourceMap { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| vec![source.error(e.span(), e.message().to_owned())])?;
+        let base = file.parent().unwrap_or(Path::new(".")).to_owned();
+        let mut errors = Vec::new();
+        let mut expand = |value: &Spanned<String>| match expand_env(value.get_ref(), env) {
+            Ok(expanded) => expanded,
+            Err(var) => {
+                errors.push(
+                    source
+                        .error(Some(value.span()), format!("environment variable `{var}` is not set"))
+                        .hint(format!("export {var}=... before running tether")),
+                );
+                String::new()
+            }
+        };
+
+        let plugins_dir = raw
+            .plugins_dir
+            .as_ref()
+            .map_or(base.join(DEFAULT_PLUGINS_DIR), |d| base.join(expand(d)));
+        let state_url = raw.state.url.as_ref().map_or(DEFAULT_STATE_URL.to_owned(), &mut expand);
+        let state_url = sqlite_url_relative_to(&state_url, &base);
+        let key_file = raw
+            .state
+            .key_file
+            .as_ref()
+            .map_or(base.join(DEFAULT_KEY_FILE), |k| base.join(expand(k)));
+
+        let mut connectors = BTreeMap::new();
+        for (name, section) in raw.connectors {
+            let mut config = Fields::new();
+            for (key, value) in section.config {
+                match toml_to_json(value.get_ref(), env) {
+                    Ok(json) => {
+                        config.insert(key.into_inner(), json);
+                    }
+                    Err(var) => errors.push(
+                        source
+                            .error(Some(value.span()), format!("environment variable `{var}` is not set"))
+                            .hint(format!("export {var}=... before running tether")),
+                    ),
+                }
+            }
+            if let Some(limit) = section.rate_limit {
+                if limit.requests == 0 || limit.per_seconds.is_nan() || limit.per_seconds <= 0.0 {
+                    errors.push(source.error(
+                        Some(section.plugin.span()),
+                        format!("connector `{name}`: rate_limit needs requests > 0 and per_seconds > 0"),
+                    ));
+                }
+            }
+            connectors.insert(
+                name.clone(),
+                ConnectorConfig {
+                    name,
+                    plugin: section.plugin.into_inner(),
+                    rate_limit: section.rate_limit,
+                    config,
+                },
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Config {
+            file: Some(file.to_owned()),
+            plugins_dir,
+            state_url,
+            key_file,
+            http: raw.http,
+            connectors,
+        })
+    }
+}
+
+/// A relative `sqlite://` path means relative to the config file, not to the working directory.
+fn sqlite_url_relative_to(url: &str, base: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.starts_with('/') && !path.starts_with(':') => {
+            format!("sqlite://{}", base.join(path).display())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Replaces every `${VAR}`; `$${` stays a literal `${`. Returns the first unset variable.
+pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start + 2..].find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let var = &rest[start + 2..start + 2 + len];
+        out.push_str(&env(var).ok_or_else(|| var.to_owned())?);
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn toml_to_json(value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<serde_json::Value, String> {
+    use serde_json::Value as J;
+    Ok(match value {
+        toml::Value::String(s) => J::String(expand_env(s, env)?),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(items) => J::Array(items.iter().map(|v| toml_to_json(v, env)).collect::<Result<_, _>>()?),
+        toml::Value::Table(table) => J::Object(
+            table
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), toml_to_json(v, env)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &str) -> Option<String> {
+        (var == "TOKEN").then(|| "t0k3n".to_owned())
+    }
+
+    fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        Config::parse(Path::new("/etc/tether/tether.toml"), text, &env)
+    }
+
+    #[test]
+    fn resolves_paths_and_expands_env() {
+        let config = parse(
+            "plugins_dir = \"plugins\"\n[state]\nurl = \"sqlite://state.db\"\n\n[connectors.pt]\nplugin = \"moloni\"\nrate_limit = { requests = 5, per_seconds = 1.0 }\n[connectors.pt.config]\ntoken = \"Bearer ${TOKEN}\"\ncompany_id = 5\n",
+        )
+        .expect("valid config");
+        assert_eq!(config.plugins_dir, PathBuf::from("/etc/tether/plugins"));
+        assert_eq!(config.state_url, "sqlite:///etc/tether/state.db");
+        let pt = &config.connectors["pt"];
+        assert_eq!(pt.plugin, "moloni");
+        assert_eq!(pt.config["token"], "Bearer t0k3n");
+        assert_eq!(pt.config["company_id"], 5);
+        assert_eq!(
+            pt.rate_limit,
+            Some(RateLimit {
+                requests: 5,
+                per_seconds: 1.0
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let errors = parse("plugins_dir = \"p\"\n[state]\n  ulr = \"x\"\n").expect_err("unknown key");
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].column), (3, 3), "{}", errors[0]);
+        assert!(errors[0].message.contains("unknown field `ulr`"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn every_unset_variable_is_reported_with_its_place() {
+        let errors =
+            parse("[connectors.a]\nplugin = \"x\"\n[connectors.a.config]\nk = \"${NOPE}\"\nj = \"${ALSO_NOPE}\"\n")
+                .expect_err("unset vars");
+        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(rendered.len(), 2, "{rendered:?}");
+        assert!(
+            rendered[0].starts_with("/etc/tether/tether.toml:5:5: environment variable `ALSO_NOPE`"),
+            "{rendered:?}"
+        );
+        assert!(
+            rendered[1].starts_with("/etc/tether/tether.toml:4:5: environment variable `NOPE`"),
+            "{rendered:?}"
+        );
+    }
+
+    #[test]
+    fn env_expansion_edge_cases() {
+        assert_eq!(expand_env("a${TOKEN}b${TOKEN}", &env).as_deref(), Ok("at0k3nbt0k3n"));
+        assert_eq!(expand_env("literal $${TOKEN}", &env).as_deref(), Ok("literal ${TOKEN}"));
+        assert_eq!(expand_env("unclosed ${TOKEN", &env).as_deref(), Ok("unclosed ${TOKEN"));
+        assert_eq!(expand_env("${MISSING}", &env), Err("MISSING".to_owned()));
+    }
+}

@@ -1,0 +1,153 @@
+//! The command line (shared/design/CLI.md): arguments, configuration lookup, exit codes.
+
+mod listing;
+mod sandbox;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tether_core::config::{Config, ConfigError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tether",
+    version,
+    about = "Keeps GoHighLevel in sync with Moloni, AroFlo and MLOFLO."
+)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "TETHER_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Overrides the config's `plugins_dir`.
+    #[arg(long, global = true, env = "TETHER_PLUGINS_DIR", value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every plugin library in the plugins directory, and every file refused with its reason.
+    Plugins {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every trigger and action of every connector, one row each.
+    Catalog {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serves faithful local emulators (GHL so far) until stopped, for rehearsing flows.
+    Sandbox {
+        /// Contacts to seed (with tasks and notes), the same on every start.
+        #[arg(long, default_value_t = 25, value_name = "N")]
+        seed: usize,
+        /// Where the GHL emulator listens.
+        #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
+        ghl: SocketAddr,
+        /// Turns the emulators' rate limits off (GHL's real limits are on by default).
+        #[arg(long)]
+        unlimited: bool,
+    },
+}
+
+/// The exit codes of CLI.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// The work failed: some records failed, a check failed.
+    Failed = 1,
+    /// Bad usage or bad config.
+    Usage = 2,
+    /// A dependency (database, API) is unreachable.
+    Unreachable = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// An error for the user: one clear sentence, then details.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub message: String,
+    pub details: Vec<String>,
+}
+
+impl CliError {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        CliError {
+            exit,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    pub fn config(errors: Vec<ConfigError>) -> Self {
+        let count = errors.len();
+        CliError {
+            exit: Exit::Usage,
+            message: format!(
+                "the configuration has {count} problem{}",
+                if count == 1 { "" } else { "s" }
+            ),
+            details: errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl Cli {
+    /// Reads the config: the given file (which must exist), else `./tether.toml` if present,
+    /// else defaults. `--plugins-dir` wins over the file.
+    pub fn load_config(&self) -> Result<Config, CliError> {
+        let explicit = self.config.is_some();
+        let path = self.config.clone().unwrap_or_else(|| PathBuf::from("tether.toml"));
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&path, &text, &|var| std::env::var(var).ok()).map_err(CliError::config)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Config::defaults(Path::new(".")),
+            Err(e) => {
+                return Err(CliError::new(
+                    Exit::Usage,
+                    format!("cannot read config file {}: {e}", path.display()),
+                ))
+            }
+        };
+        if let Some(dir) = &self.plugins_dir {
+            config.plugins_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: &Cli) -> Result<Exit, CliError> {
+    match &cli.command {
+        Command::Plugins { json } => listing::plugins(&cli.load_config()?, *json),
+        Command::Catalog { json } => listing::catalog(&cli.load_config()?, *json),
+        Command::Sandbox { seed, ghl, unlimited } => sandbox::run(sandbox::SandboxArgs {
+            seed_contacts: *seed,
+            ghl: *ghl,
+            unlimited: *unlimited,
+        }),
+    }
+}

@@ -1,0 +1,121 @@
+//! The services the host gives each connector instance ([`HostServices`]).
+//!
+//! Connector calls are synchronous and run on blocking threads; these services bridge into the
+//! host's tokio runtime with `Handle::block_on`.
+
+pub mod http;
+pub mod redact;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tether_abi::{ConnectorError, Fields, Host, HostServices, HttpRequest, HttpResponse, LogLevel};
+use tether_core::config::{HttpSettings, RateLimit};
+use tether_core::vault::Vault;
+use tokio::runtime::Handle;
+
+pub use self::http::HttpService;
+use self::http::Limiter;
+pub use self::redact::Redactor;
+
+/// What every connector instance of one host shares.
+pub struct HostContext {
+    runtime: Handle,
+    http: HttpService,
+    vault: Arc<Vault>,
+    redactor: Arc<Redactor>,
+}
+
+impl HostContext {
+    pub fn new(
+        runtime: Handle,
+        settings: HttpSettings,
+        vault: Arc<Vault>,
+        redactor: Arc<Redactor>,
+    ) -> Result<Arc<HostContext>, reqwest::Error> {
+        Ok(Arc::new(HostContext {
+            runtime,
+            http: HttpService::new(settings)?,
+            vault,
+            redactor,
+        }))
+    }
+
+    pub fn redactor(&self) -> &Arc<Redactor> {
+        &self.redactor
+    }
+
+    /// The services for one connector instance, with its own rate limit.
+    pub fn for_instance(self: &Arc<Self>, instance: &str, rate_limit: Option<RateLimit>) -> Host {
+        Arc::new(ConnectorServices {
+            instance: instance.to_owned(),
+            context: Arc::clone(self),
+            limiter: rate_limit.and_then(http::limiter),
+        })
+    }
+}
+
+struct ConnectorServices {
+    instance: String,
+    context: Arc<HostContext>,
+    limiter: Option<Arc<Limiter>>,
+}
+
+impl ConnectorServices {
+    /// Runs `future` on the host runtime from the connector's blocking thread. On a runtime
+    /// worker thread tokio panics instead; the FFI adapters turn that into a `fatal` error.
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.context.runtime.block_on(future)
+    }
+}
+
+impl HostServices for ConnectorServices {
+    fn http(&self, request: HttpRequest) -> Result<HttpResponse, ConnectorError> {
+        let context = &self.context;
+        self.block_on(
+            context
+                .http
+                .send(&self.instance, self.limiter.as_deref(), &context.redactor, request),
+        )
+    }
+
+    fn log(&self, level: LogLevel, message: &str, fields: &Fields) {
+        let redactor = &self.context.redactor;
+        let message = redactor.redact(message);
+        let fields = serde_json::Value::Object(redactor.redact_fields(fields));
+        let connector = self.instance.as_str();
+        match level {
+            LogLevel::Error => tracing::error!(target: "tether::connector", connector, %fields, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "tether::connector", connector, %fields, "{message}"),
+            LogLevel::Info => tracing::info!(target: "tether::connector", connector, %fields, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "tether::connector", connector, %fields, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "tether::connector", connector, %fields, "{message}"),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    fn secret_get(&self, key: &str) -> Result<Option<String>, ConnectorError> {
+        let value = self
+            .block_on(self.context.vault.get(&self.instance, key))
+            .map_err(|e| ConnectorError::fatal(format!("secret store: {e}")))?;
+        if let Some(value) = &value {
+            self.context.redactor.learn(value);
+        }
+        Ok(value)
+    }
+
+    fn secret_put(&self, key: &str, value: &str) -> Result<(), ConnectorError> {
+        self.context.redactor.learn(value);
+        self.block_on(self.context.vault.put(&self.instance, key, value, now_ms()))
+            .map_err(|e| ConnectorError::transient(format!("secret store: {e}")))
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
