@@ -1,7 +1,8 @@
 //! The state store suite, run on SQLite always and on PostgreSQL when
 //! `TETHER_TEST_DATABASE_URL` names one (`.ci/run` provides it).
 
-use tether_core::store::{SealedSecret, Store};
+use tether_abi::{EventInfo, Record};
+use tether_core::store::{LinkKey, LinkRow, Outcome, Queued, SealedSecret, Store};
 use tether_core::vault::{SecretKey, Vault};
 
 async fn each_store(test: impl AsyncFn(Store, &str)) {
@@ -86,4 +87,329 @@ async fn migrations_are_idempotent() {
     let url = format!("sqlite://{}", dir.path().join("state.sqlite").display());
     drop(Store::open(&url).await.expect("first open"));
     Store::open(&url).await.expect("second open of a migrated store");
+}
+
+fn record(id: &str, event: Option<&str>, name: &str) -> Record {
+    let mut fields = tether_abi::Fields::new();
+    fields.insert("name".into(), name.into());
+    Record {
+        id: id.into(),
+        updated_at: None,
+        deleted: false,
+        parent: None,
+        event: event.map(|e| EventInfo {
+            id: e.into(),
+            kind: "customer.updated".into(),
+        }),
+        fields,
+    }
+}
+
+#[tokio::test]
+async fn queueing_advances_the_cursor_and_skips_events_seen_before() {
+    each_store(async |store, dialect| {
+        let flow = unique("moloni-customers");
+        assert_eq!(store.cursor(&flow).await.expect("cursor"), None, "{dialect}");
+        let page = [record("1", Some("e1"), "Ana"), record("2", Some("e2"), "Rui")];
+        let queued = store
+            .enqueue(&flow, &page, Some("2026-11-01T00:00:00Z"), 10)
+            .await
+            .expect("enqueue");
+        assert_eq!(
+            queued,
+            Queued {
+                inserted: 2,
+                duplicates: 0
+            },
+            "{dialect}"
+        );
+        assert_eq!(
+            store.cursor(&flow).await.expect("cursor").as_deref(),
+            Some("2026-11-01T00:00:00Z")
+        );
+        // The same page again (a crash before the cursor moved on elsewhere, a replayed webhook).
+        let again = store.enqueue(&flow, &page[1..], None, 11).await.expect("enqueue");
+        assert_eq!(
+            again,
+            Queued {
+                inserted: 0,
+                duplicates: 1
+            },
+            "{dialect}"
+        );
+        // Records without an event id are always queued.
+        let plain = store
+            .enqueue(&flow, &[record("3", None, "Eva"), record("3", None, "Eva")], None, 12)
+            .await
+            .expect("enqueue");
+        assert_eq!(plain.inserted, 2, "{dialect}");
+        let counts = store.flow_counts().await.expect("counts");
+        let ours = counts.iter().find(|c| c.flow == flow).expect("our flow");
+        assert_eq!((ours.pending, ours.dead, ours.done), (4, 0, 0), "{dialect}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn changes_to_one_record_are_delivered_in_order_one_at_a_time() {
+    each_store(async |store, dialect| {
+        let flow = unique("ordered");
+        let changes = [record("A", None, "v1"), record("B", None, "b"), record("A", None, "v2")];
+        store.enqueue(&flow, &changes, None, 0).await.expect("enqueue");
+        let first = store.claim(&flow, "w1", 10, 60_000, 1).await.expect("claim");
+        let names: Vec<_> = first
+            .iter()
+            .map(|c| (c.source_id.as_str(), c.record.fields["name"].as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("A", Some("v1")), ("B", Some("b"))],
+            "{dialect}: A's second change waits for its first"
+        );
+        // Another worker finds nothing: the rows are claimed, and A/v2 is behind A/v1.
+        assert!(
+            store.claim(&flow, "w2", 10, 60_000, 2).await.expect("claim").is_empty(),
+            "{dialect}"
+        );
+        let a1 = &first[0];
+        assert!(store
+            .finish(a1.id, "w1", &Outcome::Delivered { link: None }, 3)
+            .await
+            .expect("finish"));
+        let next = store.claim(&flow, "w2", 10, 60_000, 4).await.expect("claim");
+        assert_eq!(next.len(), 1, "{dialect}");
+        assert_eq!(next[0].record.fields["name"], "v2");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_claim_passes_to_another_worker_and_the_first_cannot_finish_it() {
+    each_store(async |store, dialect| {
+        let flow = unique("lease");
+        store
+            .enqueue(&flow, &[record("1", None, "x")], None, 0)
+            .await
+            .expect("enqueue");
+        let claimed = store.claim(&flow, "crashed", 1, 1_000, 10).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert!(
+            store.claim(&flow, "w2", 1, 1_000, 500).await.expect("claim").is_empty(),
+            "{dialect}: lease still held"
+        );
+        let reclaimed = store.claim(&flow, "w2", 1, 1_000, 1_011).await.expect("claim");
+        assert_eq!(reclaimed.len(), 1, "{dialect}");
+        assert_eq!(reclaimed[0].attempts, 2, "{dialect}: the crashed attempt counts");
+        assert!(!store
+            .finish(claimed[0].id, "crashed", &Outcome::Delivered { link: None }, 1_012)
+            .await
+            .expect("finish"));
+        assert!(store
+            .finish(reclaimed[0].id, "w2", &Outcome::Delivered { link: None }, 1_013)
+            .await
+            .expect("finish"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retries_dead_letters_replay_and_drop() {
+    each_store(async |store, dialect| {
+        let flow = unique("dlq");
+        store
+            .enqueue(&flow, &[record("1", None, "x"), record("2", None, "y")], None, 0)
+            .await
+            .expect("enqueue");
+        let rows = store.claim(&flow, "w", 10, 60_000, 1).await.expect("claim");
+        let retry = Outcome::Retry {
+            at_ms: 5_000,
+            error: "HTTP 503 after 3 attempts".into(),
+        };
+        assert!(store.finish(rows[0].id, "w", &retry, 2).await.expect("retry"));
+        assert!(store
+            .finish(
+                rows[1].id,
+                "w",
+                &Outcome::Dead {
+                    error: "invalid: email".into()
+                },
+                2
+            )
+            .await
+            .expect("dead"));
+        assert!(
+            store
+                .claim(&flow, "w", 10, 60_000, 4_999)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "{dialect}: not due yet"
+        );
+        let due = store.claim(&flow, "w", 10, 60_000, 5_000).await.expect("claim");
+        assert_eq!(due.len(), 1, "{dialect}");
+        assert!(store
+            .finish(
+                due[0].id,
+                "w",
+                &Outcome::Dead {
+                    error: "HTTP 503 after 3 attempts".into()
+                },
+                5_001
+            )
+            .await
+            .expect("dead"));
+
+        let dead = store.dead_letters(Some(&flow), 100).await.expect("list");
+        assert_eq!(dead.len(), 2, "{dialect}");
+        assert_eq!(dead[1].last_error.as_deref(), Some("invalid: email"));
+        assert_eq!(dead[0].attempts, 2);
+        assert!(dead[0].record.contains("\"name\":\"x\""), "{}", dead[0].record);
+
+        assert_eq!(
+            store.replay(Some(dead[0].id), None, 6_000).await.expect("replay"),
+            1,
+            "{dialect}"
+        );
+        let replayed = store.claim(&flow, "w", 10, 60_000, 6_000).await.expect("claim");
+        assert_eq!(
+            (replayed.len(), replayed[0].attempts),
+            (1, 1),
+            "{dialect}: a fresh attempt budget"
+        );
+        assert!(store.drop_dead(dead[1].id).await.expect("drop"), "{dialect}");
+        assert!(!store.drop_dead(dead[1].id).await.expect("drop again"), "{dialect}");
+        assert!(
+            store.dead_letters(Some(&flow), 100).await.expect("list").is_empty(),
+            "{dialect}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delivery_records_the_link_with_the_row() {
+    each_store(async |store, dialect| {
+        let flow = unique("links");
+        let source = unique("moloni/customers");
+        store
+            .enqueue(&flow, &[record("42", None, "Ana")], None, 0)
+            .await
+            .expect("enqueue");
+        let row = store.claim(&flow, "w", 1, 60_000, 1).await.expect("claim").remove(0);
+        let key = LinkKey {
+            source: source.clone(),
+            source_id: "42".into(),
+            target: "ghl/contact".into(),
+        };
+        let link = LinkRow {
+            target_id: "ocQHyuzHvysMo5N5VsXc".into(),
+            written_hash: Some("h1".into()),
+        };
+        assert!(store
+            .finish(
+                row.id,
+                "w",
+                &Outcome::Delivered {
+                    link: Some((key.clone(), link.clone()))
+                },
+                2
+            )
+            .await
+            .expect("finish"));
+        assert_eq!(store.link(&key).await.expect("link"), Some(link), "{dialect}");
+        assert_eq!(
+            store
+                .link_by_target("ghl/contact", "ocQHyuzHvysMo5N5VsXc")
+                .await
+                .expect("reverse"),
+            Some((source, "42".to_owned())),
+            "{dialect}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_lease_holder_at_a_time() {
+    each_store(async |store, dialect| {
+        let name = unique("poll:moloni-customers");
+        assert!(
+            store.acquire_lease(&name, "host-a", 1_000, 0).await.expect("a"),
+            "{dialect}"
+        );
+        assert!(
+            !store.acquire_lease(&name, "host-b", 1_000, 500).await.expect("b"),
+            "{dialect}"
+        );
+        assert!(
+            store.acquire_lease(&name, "host-a", 1_000, 900).await.expect("renew"),
+            "{dialect}"
+        );
+        assert!(
+            !store.acquire_lease(&name, "host-b", 1_000, 1_899).await.expect("b"),
+            "{dialect}: renewed until 1900"
+        );
+        assert!(
+            store
+                .acquire_lease(&name, "host-b", 1_000, 1_901)
+                .await
+                .expect("b after expiry"),
+            "{dialect}"
+        );
+        assert!(
+            !store
+                .acquire_lease(&name, "host-a", 1_000, 1_902)
+                .await
+                .expect("a lost it"),
+            "{dialect}"
+        );
+        store.release_lease(&name, "host-b").await.expect("release");
+        assert!(
+            store
+                .acquire_lease(&name, "host-a", 1_000, 1_903)
+                .await
+                .expect("a again"),
+            "{dialect}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_never_claim_the_same_row() {
+    each_store(async |store, dialect| {
+        let flow = unique("concurrent");
+        let records: Vec<Record> = (0..300).map(|i| record(&i.to_string(), None, "x")).collect();
+        store.enqueue(&flow, &records, None, 0).await.expect("enqueue");
+        let workers = (0..4).map(|w| {
+            let store = store.clone();
+            let flow = flow.clone();
+            tokio::spawn(async move {
+                let worker = format!("w{w}");
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim(&flow, &worker, 7, 600_000, 1).await.expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    for row in batch {
+                        assert!(store
+                            .finish(row.id, &worker, &Outcome::Delivered { link: None }, 2)
+                            .await
+                            .expect("finish"));
+                        mine.push(row.source_id);
+                    }
+                }
+            })
+        });
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.await.expect("worker"));
+        }
+        let total = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!((total, all.len()), (300, 300), "{dialect}: every row once, none twice");
+    })
+    .await;
 }

@@ -5,7 +5,7 @@ use tether_abi::{Manifest, ABI_VERSION};
 use tether_core::config::Config;
 use tether_core::loader::{self, PluginSet};
 
-use super::{table, CliError, Exit};
+use super::{print_json, table, CliError, Exit};
 
 fn load(config: &Config) -> Result<PluginSet, CliError> {
     loader::load_dir(&config.plugins_dir).map_err(|e| {
@@ -153,11 +153,4 @@ pub fn catalog(config: &Config, json: bool) -> Result<Exit, CliError> {
         eprintln!("warning: refused {refused}");
     }
     Ok(Exit::Ok)
-}
-
-fn print_json(value: &impl Serialize) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::new(Exit::Failed, format!("cannot encode JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The command line (shared/design/CLI.md): arguments, configuration lookup, exit codes.
 
+mod dlq;
 mod listing;
 mod sandbox;
 mod table;
@@ -53,6 +54,11 @@ pub enum Command {
     Catalog {
         #[arg(long)]
         json: bool,
+    },
+    /// The dead-letter list: records whose delivery failed for good.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
     },
     /// Serves faithful local emulators (GHL so far) until stopped, for rehearsing flows.
     Sandbox {
@@ -144,10 +150,40 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
     match &cli.command {
         Command::Plugins { json } => listing::plugins(&cli.load_config()?, *json),
         Command::Catalog { json } => listing::catalog(&cli.load_config()?, *json),
+        Command::Dlq { command } => dlq::run(&cli.load_config()?, command),
         Command::Sandbox { seed, ghl, unlimited } => sandbox::run(sandbox::SandboxArgs {
             seed_contacts: *seed,
             ghl: *ghl,
             unlimited: *unlimited,
         }),
     }
+}
+
+/// Runs an async command body on a runtime made for it.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::new(Exit::Failed, format!("cannot start the async runtime: {e}")))?
+        .block_on(future)
+}
+
+async fn open_store(config: &Config) -> Result<tether_core::store::Store, CliError> {
+    tether_core::store::Store::open(&config.state_url)
+        .await
+        .map_err(store_error)
+}
+
+fn store_error(error: tether_core::store::StoreError) -> CliError {
+    let exit = if error.is_unreachable() {
+        Exit::Unreachable
+    } else {
+        Exit::Failed
+    };
+    CliError::new(exit, error.to_string())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(Exit::Failed, format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
 }

@@ -18,9 +18,7 @@ pub struct SandboxArgs {
 }
 
 pub fn run(args: SandboxArgs) -> Result<Exit, CliError> {
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| CliError::new(Exit::Failed, format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(args))
+    super::block_on(serve(args))
 }
 
 async fn serve(args: SandboxArgs) -> Result<Exit, CliError> {

@@ -1,0 +1,369 @@
+//! Durable delivery state: cursors, the outbox (and its dead rows, the dead-letter list), links
+//! from source records to target records, and leases.
+//!
+//! Invariants:
+//! * Records read from a source are queued in the same transaction that advances the cursor, so a
+//!   crash at any instant neither skips nor loses a change.
+//! * A row is delivered by one worker at a time (claims carry a lease; PostgreSQL hosts skip rows
+//!   another holds), and changes to one source record are delivered in the order they were queued:
+//!   a row is not claimable while an older row of the same record is pending.
+//! * A delivered row and the link it produced are recorded in one transaction.
+
+use tether_abi::Record;
+
+use super::{dialect, Store, StoreError};
+
+/// A source record as the delivery workers see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    pub id: i64,
+    pub flow: String,
+    pub source_id: String,
+    pub record: Record,
+    /// Including this one.
+    pub attempts: i64,
+}
+
+/// How a delivery attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Delivered {
+        link: Option<(LinkKey, LinkRow)>,
+    },
+    /// Failed, to be tried again at `at_ms`.
+    Retry {
+        at_ms: i64,
+        error: String,
+    },
+    /// Failed for good: the row joins the dead-letter list.
+    Dead {
+        error: String,
+    },
+}
+
+/// Identifies one source record's counterpart in one target: `source` and `target` name the
+/// systems (e.g. `moloni_pt/customers`, `ghl/contact`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LinkKey {
+    pub source: String,
+    pub source_id: String,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LinkRow {
+    pub target_id: String,
+    /// Hash of what was last written, so an unchanged record costs no API call.
+    pub written_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub flow: String,
+    pub source_id: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+    pub record: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct FlowCounts {
+    pub flow: String,
+    pub pending: i64,
+    pub dead: i64,
+    pub done: i64,
+}
+
+/// What `enqueue` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Queued {
+    pub inserted: usize,
+    /// Events already queued before (a replayed webhook, a re-read page).
+    pub duplicates: usize,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    flow: String,
+    source_id: String,
+    record: String,
+    attempts: i64,
+}
+
+impl Store {
+    /// Queues `records` for `flow` and, in the same transaction, sets the flow's cursor when one
+    /// is given. A record whose event id is already queued for the flow is skipped.
+    pub async fn enqueue(
+        &self,
+        flow: &str,
+        records: &[Record],
+        cursor: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Queued, StoreError> {
+        let mut queued = Queued::default();
+        let encoded: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).map_err(|source| StoreError::Corrupt { id: 0, source }))
+            .collect::<Result<_, _>>()?;
+        dialect!(self, |pool, sql| {
+            let mut tx = pool.begin().await?;
+            for (record, json) in records.iter().zip(&encoded) {
+                let inserted = sqlx::query(&sql(
+                    "INSERT INTO outbox (flow, source_id, event_id, record, status, next_attempt_at, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) \
+                     ON CONFLICT (flow, event_id) WHERE event_id IS NOT NULL DO NOTHING",
+                ))
+                .bind(flow)
+                .bind(&record.id)
+                .bind(record.event.as_ref().map(|e| e.id.as_str()))
+                .bind(json)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    queued.inserted += 1;
+                } else {
+                    queued.duplicates += 1;
+                }
+            }
+            if let Some(cursor) = cursor {
+                sqlx::query(&sql(
+                    "INSERT INTO cursors (flow, cursor, updated_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (flow) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                ))
+                .bind(flow)
+                .bind(cursor)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(queued)
+    }
+
+    pub async fn cursor(&self, flow: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> = dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql("SELECT cursor FROM cursors WHERE flow = ?"))
+                .bind(flow)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.and_then(|(cursor,)| cursor))
+    }
+
+    /// Claims up to `limit` due rows of `flow` for `worker` until `now_ms + lease_ms`. Workers
+    /// claim per flow so a paused flow (its connector needs reconnecting) keeps its rows queued.
+    pub async fn claim(
+        &self,
+        flow: &str,
+        worker: &str,
+        limit: i64,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let rows: Vec<ClaimedRow> = dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "UPDATE outbox SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1, updated_at = ? \
+                 WHERE id IN ( \
+                   SELECT o.id FROM outbox o \
+                   WHERE o.flow = ? AND o.status = 'pending' AND o.next_attempt_at <= ? \
+                     AND (o.claimed_until IS NULL OR o.claimed_until < ?) \
+                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.flow = o.flow AND p.source_id = o.source_id \
+                                     AND p.status = 'pending' AND p.id < o.id) \
+                   ORDER BY o.id LIMIT ? /*LOCK*/) \
+                 RETURNING id, flow, source_id, record, attempts",
+            ))
+            .bind(worker)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(flow)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut claimed: Vec<Claimed> = rows
+            .into_iter()
+            .map(|row| {
+                let record =
+                    serde_json::from_str(&row.record).map_err(|source| StoreError::Corrupt { id: row.id, source })?;
+                Ok(Claimed {
+                    id: row.id,
+                    flow: row.flow,
+                    source_id: row.source_id,
+                    record,
+                    attempts: row.attempts,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    /// Records how a claimed row's delivery ended. Returns false, and changes nothing, when the
+    /// row is no longer `worker`'s (its lease ran out and another worker claimed it).
+    pub async fn finish(&self, id: i64, worker: &str, outcome: &Outcome, now_ms: i64) -> Result<bool, StoreError> {
+        let (status, next_attempt, error) = match outcome {
+            Outcome::Delivered { .. } => ("done", None, None),
+            Outcome::Retry { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str())),
+            Outcome::Dead { error } => ("dead", None, Some(error.as_str())),
+        };
+        let ours = dialect!(self, |pool, sql| {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(&sql(
+                "UPDATE outbox SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, \
+                 claimed_by = NULL, claimed_until = NULL, updated_at = ? WHERE id = ? AND claimed_by = ?",
+            ))
+            .bind(status)
+            .bind(next_attempt)
+            .bind(error)
+            .bind(now_ms)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                if let Outcome::Delivered { link: Some((key, row)) } = outcome {
+                    sqlx::query(&sql(
+                        "INSERT INTO links (source, source_id, target, target_id, written_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (source, source_id, target) DO UPDATE SET target_id = excluded.target_id, \
+                         written_hash = excluded.written_hash, updated_at = excluded.updated_at",
+                    ))
+                    .bind(&key.source)
+                    .bind(&key.source_id)
+                    .bind(&key.target)
+                    .bind(&row.target_id)
+                    .bind(&row.written_hash)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            updated == 1
+        });
+        Ok(ours)
+    }
+
+    pub async fn link(&self, key: &LinkKey) -> Result<Option<LinkRow>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT target_id, written_hash FROM links WHERE source = ? AND source_id = ? AND target = ?",
+            ))
+            .bind(&key.source)
+            .bind(&key.source_id)
+            .bind(&key.target)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// The source record a target record was written from, for two-way flows.
+    pub async fn link_by_target(&self, target: &str, target_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT source, source_id FROM links WHERE target = ? AND target_id = ?",
+            ))
+            .bind(target)
+            .bind(target_id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn dead_letters(&self, flow: Option<&str>, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT id, flow, source_id, attempts, last_error, updated_at, record FROM outbox \
+                 WHERE status = 'dead' AND (? IS NULL OR flow = ?) ORDER BY id LIMIT ?",
+            ))
+            .bind(flow)
+            .bind(flow)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Puts dead rows back in the queue, due now, with a fresh attempt budget. `id` None: every
+    /// dead row (of `flow`, when given). Returns how many.
+    pub async fn replay(&self, id: Option<i64>, flow: Option<&str>, now_ms: i64) -> Result<u64, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query(&sql(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ? \
+                 WHERE status = 'dead' AND (? IS NULL OR id = ?) AND (? IS NULL OR flow = ?)",
+            ))
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(id)
+            .bind(id)
+            .bind(flow)
+            .bind(flow)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
+    /// Deletes one dead row. Returns whether there was one.
+    pub async fn drop_dead(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query(&sql("DELETE FROM outbox WHERE id = ? AND status = 'dead'"))
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        }))
+    }
+
+    pub async fn flow_counts(&self) -> Result<Vec<FlowCounts>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql("SELECT flow, \
+                 SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS pending, \
+                 SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) AS dead, \
+                 SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS done \
+                 FROM outbox GROUP BY flow ORDER BY flow"))
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`. Returns whether
+    /// `holder` holds it now.
+    pub async fn acquire_lease(&self, name: &str, holder: &str, ttl_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let row: Option<(String,)> = dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql("INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                 WHERE leases.expires_at < ? OR leases.holder = excluded.holder \
+                 RETURNING holder"))
+            .bind(name)
+            .bind(holder)
+            .bind(now_ms + ttl_ms)
+            .bind(now_ms)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.is_some_and(|(h,)| h == holder))
+    }
+
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        dialect!(self, |pool, sql| {
+            sqlx::query(&sql("DELETE FROM leases WHERE name = ? AND holder = ?"))
+                .bind(name)
+                .bind(holder)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}

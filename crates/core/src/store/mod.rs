@@ -1,0 +1,144 @@
+//! The SQL state store: SQLite (one file, WAL, created on first use) or PostgreSQL, chosen by
+//! the URL. Each dialect has its own migrations; queries are written once with `?` placeholders
+//! and run on either pool through [`dialect!`], which numbers them for PostgreSQL and adds
+//! `FOR UPDATE SKIP LOCKED` where a query marks `/*LOCK*/`. No `sqlx::Any`.
+//!
+//! The store never reads the clock: every time is an argument, so tests are deterministic.
+
+mod delivery;
+mod secrets;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use delivery::{Claimed, DeadLetter, FlowCounts, LinkKey, LinkRow, Outcome, Queued};
+pub use secrets::SealedSecret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store URL `{0}` is neither sqlite:// nor postgres://")]
+    UnknownScheme(String),
+    #[error("cannot open the state store: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot migrate the state store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("state store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("stored record {id} is not valid JSON: {source}")]
+    Corrupt { id: i64, source: serde_json::Error },
+}
+
+impl StoreError {
+    /// Whether the store itself is unreachable (exit code 3), rather than a query failing.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Connect(_))
+    }
+}
+
+/// A connection pool to the state store, migrated to the current schema.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the dialect's pool and `$sql` a function that adapts a
+/// query text to the dialect. The body is type-checked once per dialect.
+macro_rules! dialect {
+    ($store:expr, |$pool:ident, $sql:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let $sql = |text: &'static str| $crate::store::for_sqlite(text);
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let $sql = |text: &'static str| $crate::store::for_postgres(text);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dialect;
+
+const LOCK_MARKER: &str = "/*LOCK*/";
+
+pub(crate) fn for_sqlite(sql: &'static str) -> Cow<'static, str> {
+    if sql.contains(LOCK_MARKER) {
+        Cow::Owned(sql.replace(LOCK_MARKER, ""))
+    } else {
+        Cow::Borrowed(sql)
+    }
+}
+
+/// `?` placeholders numbered `$1, $2, ...`, and row locks that skip rows other hosts hold.
+pub(crate) fn for_postgres(sql: &'static str) -> Cow<'static, str> {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.replace(LOCK_MARKER, "FOR UPDATE SKIP LOCKED").chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Connect)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .map_err(StoreError::Connect)?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Store::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(StoreError::Connect)?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Store::Postgres(pool)
+        } else {
+            return Err(StoreError::UnknownScheme(url.to_owned()));
+        };
+        Ok(store)
+    }
+
+    pub fn dialect_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn queries_adapt_to_each_dialect() {
+        let sql = "SELECT id FROM t WHERE a = ? AND b IN (?, ?) /*LOCK*/";
+        assert_eq!(super::for_sqlite(sql), "SELECT id FROM t WHERE a = ? AND b IN (?, ?) ");
+        assert_eq!(
+            super::for_postgres(sql),
+            "SELECT id FROM t WHERE a = $1 AND b IN ($2, $3) FOR UPDATE SKIP LOCKED"
+        );
+    }
+}
