@@ -3,10 +3,13 @@
 //! * [`loader`]: finds and loads plugin libraries, one file at a time, refusing unsafe or
 //!   incompatible ones with a reason.
 //! * [`config`]: `tether.toml`, parsed with every error located at file:line:col.
+//! * [`mapping`]: flow mappings (minijinja expressions, project filters, optional jq) compiled
+//!   once, applied per record.
 //! * [`store`]: the SQL state store (SQLite by default, PostgreSQL), per-dialect migrations.
 //! * [`vault`]: connector secrets encrypted at rest in the store.
 
 pub mod config;
 pub mod loader;
+pub mod mapping;
 pub mod store;
 pub mod vault;

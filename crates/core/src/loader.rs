@@ -58,6 +58,8 @@ pub enum RefusalReason {
     AbiMismatch { found: u32, expected: u32 },
     #[error("a plugin named `{name}` is already loaded from {}", first.display())]
     DuplicateName { name: String, first: PathBuf },
+    #[error("a connector named `{name}` is built into tether")]
+    BuiltInName { name: String },
     #[error("{} is writable by other users (mode {mode:o}); run `chmod o-w {}`", path.display(), path.display())]
     WritableByOthers { path: PathBuf, mode: u32 },
     #[error("cannot be read: {0}")]

@@ -317,12 +317,20 @@ async fn delivery_records_the_link_with_the_row() {
             .await
             .expect("finish"));
         assert_eq!(store.link(&key).await.expect("link"), Some(link), "{dialect}");
+        // The same GHL contact linked from another system does not answer for this one.
         assert_eq!(
             store
-                .link_by_target("ghl/contact", "ocQHyuzHvysMo5N5VsXc")
+                .link_by_target("aroflo/clients", "ghl/contact", "ocQHyuzHvysMo5N5VsXc")
                 .await
                 .expect("reverse"),
-            Some((source, "42".to_owned())),
+            None
+        );
+        assert_eq!(
+            store
+                .link_by_target(&source, "ghl/contact", "ocQHyuzHvysMo5N5VsXc")
+                .await
+                .expect("reverse"),
+            Some("42".to_owned()),
             "{dialect}"
         );
     })

@@ -28,10 +28,14 @@ fn init_logging(cli: &Cli) {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env("TETHER_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // Dependencies speak only when asked (-v or TETHER_LOG): an error's sentence must come first.
+    let deps = if cli.verbose > 0 { level } else { "error" };
+    let filter = EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{deps},tether={level},tether_host={level},tether_core={level}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -37,7 +37,7 @@ CREATE TABLE links (
     updated_at  BIGINT  NOT NULL,
     PRIMARY KEY (source, source_id, target)
 );
-CREATE INDEX links_target ON links (target, target_id);
+CREATE INDEX links_target ON links (target, target_id, source);
 
 -- Named leases: one poller per flow across hosts sharing a database.
 CREATE TABLE leases (

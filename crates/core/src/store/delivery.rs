@@ -267,17 +267,26 @@ impl Store {
         }))
     }
 
-    /// The source record a target record was written from, for two-way flows.
-    pub async fn link_by_target(&self, target: &str, target_id: &str) -> Result<Option<(String, String)>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+    /// The record of `source` that a target record was written from, for two-way flows. A
+    /// target record can be linked from several source systems; the caller names the one its
+    /// flow pairs with.
+    pub async fn link_by_target(
+        &self,
+        source: &str,
+        target: &str,
+        target_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = dialect!(self, |pool, sql| {
             sqlx::query_as(&sql(
-                "SELECT source, source_id FROM links WHERE target = ? AND target_id = ?",
+                "SELECT source_id FROM links WHERE source = ? AND target = ? AND target_id = ?",
             ))
+            .bind(source)
             .bind(target)
             .bind(target_id)
             .fetch_optional(pool)
             .await?
-        }))
+        });
+        Ok(row.map(|(source_id,)| source_id))
     }
 
     pub async fn dead_letters(&self, flow: Option<&str>, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {

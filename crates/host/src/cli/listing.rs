@@ -1,14 +1,14 @@
 //! `tether plugins` and `tether catalog`.
 
+use crate::registry::Registry;
 use serde::Serialize;
 use tether_abi::{Manifest, ABI_VERSION};
 use tether_core::config::Config;
-use tether_core::loader::{self, PluginSet};
 
 use super::{print_json, table, CliError, Exit};
 
-fn load(config: &Config) -> Result<PluginSet, CliError> {
-    loader::load_dir(&config.plugins_dir).map_err(|e| {
+pub(super) fn load(config: &Config) -> Result<Registry, CliError> {
+    Registry::load(&config.plugins_dir).map_err(|e| {
         let mut error = CliError::new(Exit::Usage, e.to_string());
         error.details.push("set `plugins_dir` in tether.toml or pass --plugins-dir; `cargo xtask plugins` builds them into target/plugins".into());
         error
@@ -41,7 +41,8 @@ struct RefusedRow {
 }
 
 pub fn plugins(config: &Config, json: bool) -> Result<Exit, CliError> {
-    let set = load(config)?;
+    let registry = load(config)?;
+    let set = registry.plugins();
     let report = PluginsReport {
         plugins_dir: config.plugins_dir.display().to_string(),
         host_abi_version: ABI_VERSION,
@@ -127,8 +128,8 @@ fn catalog_rows(manifest: &Manifest) -> Vec<CatalogRow<'_>> {
 }
 
 pub fn catalog(config: &Config, json: bool) -> Result<Exit, CliError> {
-    let set = load(config)?;
-    let rows: Vec<CatalogRow> = set.loaded.iter().flat_map(|p| catalog_rows(&p.manifest)).collect();
+    let registry = load(config)?;
+    let rows: Vec<CatalogRow> = registry.manifests().flat_map(|(m, _)| catalog_rows(m)).collect();
     if json {
         print_json(&serde_json::json!({ "entries": rows }))?;
     } else {
@@ -149,7 +150,7 @@ pub fn catalog(config: &Config, json: bool) -> Result<Exit, CliError> {
             table::render(&["CONNECTOR", "KIND", "NAME", "MODES", "DESCRIPTION"], &text)
         );
     }
-    for refused in &set.refused {
+    for refused in &registry.plugins().refused {
         eprintln!("warning: refused {refused}");
     }
     Ok(Exit::Ok)

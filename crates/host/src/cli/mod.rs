@@ -1,5 +1,6 @@
 //! The command line (shared/design/CLI.md): arguments, configuration lookup, exit codes.
 
+mod auth;
 mod dlq;
 mod listing;
 mod sandbox;
@@ -55,6 +56,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Connects an account with OAuth once; tokens are stored encrypted and refreshed after.
+    Auth {
+        #[command(subcommand)]
+        system: AuthSystem,
+    },
     /// The dead-letter list: records whose delivery failed for good.
     Dlq {
         #[command(subcommand)]
@@ -71,6 +77,19 @@ pub enum Command {
         /// Turns the emulators' rate limits off (GHL's real limits are on by default).
         #[arg(long)]
         unlimited: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthSystem {
+    /// GoHighLevel: prints the consent URL and waits for the redirect on loopback.
+    Ghl {
+        /// The GHL connector instance, when the configuration has several.
+        #[arg(long)]
+        connector: Option<String>,
+        /// How long to wait for the redirect.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
     },
 }
 
@@ -150,6 +169,15 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
     match &cli.command {
         Command::Plugins { json } => listing::plugins(&cli.load_config()?, *json),
         Command::Catalog { json } => listing::catalog(&cli.load_config()?, *json),
+        Command::Auth {
+            system: AuthSystem::Ghl { connector, timeout },
+        } => auth::ghl(
+            &cli.load_config()?,
+            &auth::AuthArgs {
+                connector: connector.clone(),
+                timeout: std::time::Duration::from_secs(*timeout),
+            },
+        ),
         Command::Dlq { command } => dlq::run(&cli.load_config()?, command),
         Command::Sandbox { seed, ghl, unlimited } => sandbox::run(sandbox::SandboxArgs {
             seed_contacts: *seed,
