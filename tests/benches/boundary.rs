@@ -55,6 +55,7 @@ fn boundary(c: &mut Criterion) {
     let across = plugin.open(host.clone(), &OpenRequest::default()).expect("open across");
     let in_process: Box<dyn Connector> = Box::new(Echo::open(host, OpenRequest::default()).expect("open in-process"));
     let request = WriteRequest {
+        priority: Default::default(),
         action: "echo".into(),
         target_id: None,
         parent_id: None,

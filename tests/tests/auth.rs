@@ -155,3 +155,80 @@ fn catalog_lists_the_built_in_ghl_connector() {
         "{contacts}"
     );
 }
+
+#[test]
+fn status_shows_the_token_state_of_each_connector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        "[state]\nurl = \"sqlite://state.sqlite\"\n\n\
+         [connectors.ghl_pt]\nplugin = \"ghl\"\n[connectors.ghl_pt.config]\nlocation_id = \"L1\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\n\
+         [connectors.ghl_au]\nplugin = \"ghl\"\n[connectors.ghl_au.config]\nlocation_id = \"L2\"\nprivate_token = \"pit-123\"\n\n\
+         [connectors.ghl_us]\nplugin = \"ghl\"\n[connectors.ghl_us.config]\nlocation_id = \"L3\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+    )
+    .expect("config");
+    let status = || {
+        let output = Command::new(tether_bin())
+            .args(["--config", &config.display().to_string(), "status", "--json"])
+            .output()
+            .expect("run tether");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        (output.status.code(), json)
+    };
+    let token = |json: &serde_json::Value, name: &str| {
+        json["connectors"]
+            .as_array()
+            .expect("connectors")
+            .iter()
+            .find(|c| c["connector"] == name)
+            .expect(name)["token"]
+            .clone()
+    };
+    let (code, json) = status();
+    assert_eq!(code, Some(0));
+    assert_eq!(token(&json, "ghl_pt"), "not_connected");
+    assert_eq!(token(&json, "ghl_au"), "config_credential");
+
+    // What the connector leaves behind when GHL refuses the refresh token, and a good session.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let store = runtime
+        .block_on(Store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("state.sqlite").display()
+        )))
+        .expect("store");
+    let vault = Vault::new(
+        SecretKey::load(None, &dir.path().join("tether.key")).expect("key"),
+        store,
+    );
+    runtime
+        .block_on(vault.put(
+            "ghl_pt",
+            tether_ghl::auth::NEEDS_RECONNECT_SECRET,
+            "GHL refused the refresh token (invalid_grant)",
+            1,
+        ))
+        .expect("marker");
+    runtime
+        .block_on(vault.put("ghl_us", tether_ghl::auth::REFRESH_TOKEN_SECRET, "rt-1", 1))
+        .expect("token");
+    let (code, json) = status();
+    assert_eq!(code, Some(1), "a connector needing the user fails the status check");
+    assert_eq!(token(&json, "ghl_pt"), "needs_reconnect");
+    assert_eq!(token(&json, "ghl_us"), "connected");
+    let pt = json["connectors"]
+        .as_array()
+        .expect("connectors")
+        .iter()
+        .find(|c| c["connector"] == "ghl_pt")
+        .expect("pt")
+        .clone();
+    assert!(
+        pt["hint"]
+            .as_str()
+            .expect("hint")
+            .contains("tether auth ghl --connector ghl_pt"),
+        "{pt}"
+    );
+}

@@ -133,6 +133,7 @@ fn write(
     input: Value,
 ) -> Result<WriteResult, ConnectorError> {
     ghl.write(WriteRequest {
+        priority: Default::default(),
         action: action.into(),
         target_id: target.map(str::to_owned),
         parent_id: parent.map(str::to_owned),

@@ -191,6 +191,7 @@ fn injected_429s_and_5xx_map_to_waits_and_retryable_kinds() {
     let Value::Object(input) = input else { unreachable!() };
     let created = ghl
         .write(WriteRequest {
+            priority: Default::default(),
             action: "contact.create".into(),
             target_id: None,
             parent_id: None,
@@ -217,6 +218,7 @@ fn injected_429s_and_5xx_map_to_waits_and_retryable_kinds() {
     other.insert("email".into(), "lia2@example.com".into());
     let e = ghl
         .write(WriteRequest {
+            priority: Default::default(),
             action: "contact.create".into(),
             target_id: None,
             parent_id: None,

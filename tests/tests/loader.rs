@@ -171,6 +171,7 @@ fn a_panic_inside_a_plugin_comes_back_as_an_error_and_the_next_call_works() {
         input.insert("name".into(), "Ana".into());
         let written = connector
             .write(WriteRequest {
+                priority: Default::default(),
                 action: "echo".into(),
                 target_id: None,
                 parent_id: None,

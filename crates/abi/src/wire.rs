@@ -291,9 +291,21 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// Whose traffic a call is: live changes go before history when a rate budget is shared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Live,
+    Backfill,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WriteRequest {
     pub action: String,
+    /// Backfill writes yield to live ones on a shared rate budget. Window reads are backfill.
+    #[serde(default)]
+    pub priority: Priority,
     /// The target record for actions with `needs_target_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,

@@ -75,6 +75,7 @@ impl WithHint for ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     plugins_dir: Option<Spanned<String>>,
+    flows_dir: Option<Spanned<String>>,
     #[serde(default)]
     state: RawState,
     #[serde(default)]
@@ -137,6 +138,7 @@ pub struct Config {
     /// The config file, or `None` when running on defaults.
     pub file: Option<PathBuf>,
     pub plugins_dir: PathBuf,
+    pub flows_dir: PathBuf,
     pub state_url: String,
     pub key_file: PathBuf,
     pub http: HttpSettings,
@@ -150,9 +152,13 @@ pub struct ConnectorConfig {
     pub rate_limit: Option<RateLimit>,
     /// `${ENV}` expanded.
     pub config: Fields,
+    /// Where `plugin = ...` and each config key stand in the config file, for `tether check`.
+    pub plugin_span: Range<usize>,
+    pub key_spans: BTreeMap<String, Range<usize>>,
 }
 
 pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
+pub const DEFAULT_FLOWS_DIR: &str = "flows";
 pub const DEFAULT_STATE_URL: &str = "sqlite://tether.sqlite";
 pub const DEFAULT_KEY_FILE: &str = "tether.key";
 
@@ -162,6 +168,7 @@ impl Config {
         Config {
             file: None,
             plugins_dir: base.join(DEFAULT_PLUGINS_DIR),
+            flows_dir: base.join(DEFAULT_FLOWS_DIR),
             state_url: sqlite_url_relative_to(DEFAULT_STATE_URL, base),
             key_file: base.join(DEFAULT_KEY_FILE),
             http: HttpSettings::default(),
@@ -192,6 +199,10 @@ impl Config {
             .plugins_dir
             .as_ref()
             .map_or(base.join(DEFAULT_PLUGINS_DIR), |d| base.join(expand(d)));
+        let flows_dir = raw
+            .flows_dir
+            .as_ref()
+            .map_or(base.join(DEFAULT_FLOWS_DIR), |d| base.join(expand(d)));
         let state_url = raw.state.url.as_ref().map_or(DEFAULT_STATE_URL.to_owned(), &mut expand);
         let state_url = sqlite_url_relative_to(&state_url, &base);
         let key_file = raw
@@ -203,7 +214,9 @@ impl Config {
         let mut connectors = BTreeMap::new();
         for (name, section) in raw.connectors {
             let mut config = Fields::new();
+            let mut key_spans = BTreeMap::new();
             for (key, value) in section.config {
+                key_spans.insert(key.get_ref().clone(), key.span());
                 match toml_to_json(value.get_ref(), env) {
                     Ok(json) => {
                         config.insert(key.into_inner(), json);
@@ -227,9 +240,11 @@ impl Config {
                 name.clone(),
                 ConnectorConfig {
                     name,
+                    plugin_span: section.plugin.span(),
                     plugin: section.plugin.into_inner(),
                     rate_limit: section.rate_limit,
                     config,
+                    key_spans,
                 },
             );
         }
@@ -239,6 +254,7 @@ impl Config {
         Ok(Config {
             file: Some(file.to_owned()),
             plugins_dir,
+            flows_dir,
             state_url,
             key_file,
             http: raw.http,

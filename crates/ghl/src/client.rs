@@ -511,10 +511,12 @@ impl GhlClient {
         let mut reauthorized = false;
         let mut throttles = 0;
         loop {
-            self.governor.acquire().map_err(|_| GhlError::RateLimited {
-                retry_after_ms: None,
-                message: "the daily request budget of this location is spent".into(),
-            })?;
+            self.governor
+                .acquire(governor::current_priority())
+                .map_err(|_| GhlError::RateLimited {
+                    retry_after_ms: None,
+                    message: "the daily request budget of this location is spent".into(),
+                })?;
             let mut request = HttpRequest::new(method, url.clone())
                 .header("Authorization", format!("Bearer {token}"))
                 .header("Version", API_VERSION)

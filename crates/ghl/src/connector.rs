@@ -10,6 +10,7 @@ use crate::client::{
     to_fields, Contact, ContactInput, GhlClient, NoteInput, SearchRequest, SortSpec, TaskInput, DEFAULT_BASE_URL,
 };
 use crate::error::GhlError;
+use crate::governor;
 use crate::webhook::{parse_events, WebhookVerifier};
 
 /// Records per contacts page unless the engine asks for fewer (search allows 500).
@@ -706,10 +707,17 @@ impl Connector for Ghl {
     }
 
     fn read(&self, request: ReadRequest) -> Result<Page, ConnectorError> {
+        // Reading history in windows is backfill: it yields the shared budget to live traffic.
+        let priority = match request.position {
+            ReadPosition::Window { .. } => Priority::Backfill,
+            ReadPosition::Cursor { .. } => Priority::Live,
+        };
+        let _scope = governor::priority_scope(priority);
         self.read_inner(request).map_err(ConnectorError::from)
     }
 
     fn write(&self, request: WriteRequest) -> Result<WriteResult, ConnectorError> {
+        let _scope = governor::priority_scope(request.priority);
         self.write_inner(request).map_err(ConnectorError::from)
     }
 

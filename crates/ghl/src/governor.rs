@@ -5,9 +5,12 @@
 //! wraps it in a mutex and sleeps on the calling (blocking) thread; [`shared`] hands out one
 //! governor per key for the whole process.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub use tether_abi::Priority;
 
 /// GHL's published limits, used until response headers say otherwise.
 pub const DEFAULT_BURST: u32 = 100;
@@ -73,6 +76,8 @@ pub struct Budget {
     in_flight: u32,
     /// After a 429: nothing is sent before this time.
     blocked_until: i64,
+    /// Live callers waiting for a slot: backfill sends nothing while any wait.
+    live_waiting: u32,
 }
 
 impl Default for Budget {
@@ -92,6 +97,7 @@ impl Budget {
             hits: VecDeque::new(),
             in_flight: 0,
             blocked_until: 0,
+            live_waiting: 0,
         }
     }
 
@@ -112,7 +118,17 @@ impl Budget {
         self.hits.len() as u32 + self.in_flight
     }
 
-    pub fn decide(&mut self, now: i64) -> Decision {
+    /// Slots backfill may use: a fifth of the window (at least one slot) stays free for live
+    /// traffic, so a webhook that arrives during a backfill is sent at once.
+    pub fn backfill_limit(&self) -> u32 {
+        if self.burst <= 1 {
+            // Nothing to set aside; backfill still yields while live callers wait.
+            return self.burst;
+        }
+        self.burst - (self.burst / 5).max(1)
+    }
+
+    pub fn decide(&mut self, now: i64, priority: Priority) -> Decision {
         if now < self.blocked_until {
             return Decision::Wait {
                 ms: (self.blocked_until - now) as u64,
@@ -121,7 +137,12 @@ impl Budget {
         if self.daily_remaining == Some(0) && now < self.daily_probe_at {
             return Decision::DailyExhausted;
         }
-        if self.used(now) < self.burst {
+        let limit = match priority {
+            Priority::Live => self.burst,
+            Priority::Backfill if self.live_waiting > 0 => return Decision::Wait { ms: IN_FLIGHT_POLL_MS },
+            Priority::Backfill => self.backfill_limit(),
+        };
+        if self.used(now) < limit {
             return Decision::Go;
         }
         match self.hits.front() {
@@ -165,7 +186,9 @@ impl Budget {
             // Others (another host, another instance keyed apart) use the same server budget:
             // when the server says fewer remain than the model thinks, book the difference now.
             self.prune(now);
-            let believed = self.burst.saturating_sub(self.hits.len() as u32);
+            // The server has counted our other requests still in flight too: leave them out of
+            // the difference, or they would be booked twice (once here, once on completion).
+            let believed = self.burst.saturating_sub(self.hits.len() as u32 + self.in_flight);
             for _ in 0..believed.saturating_sub(remaining) {
                 self.hits.push_back(now);
             }
@@ -218,19 +241,31 @@ impl Governor {
         self.budget.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until a request may be sent and takes its slot.
-    pub fn acquire(&self) -> Result<(), Exhausted> {
+    /// Waits until a request of `priority` may be sent and takes its slot.
+    pub fn acquire(&self, priority: Priority) -> Result<(), Exhausted> {
+        let mut registered = false;
         loop {
             let wait = {
                 let mut budget = self.budget();
                 let now = self.now();
-                match budget.decide(now) {
+                let decision = budget.decide(now, priority);
+                if registered && !matches!(decision, Decision::Wait { .. }) {
+                    // This caller stops waiting, whether it goes or fails.
+                    budget.live_waiting = budget.live_waiting.saturating_sub(1);
+                }
+                match decision {
                     Decision::Go => {
                         budget.start(now);
                         return Ok(());
                     }
                     Decision::DailyExhausted => return Err(Exhausted),
-                    Decision::Wait { ms } => ms,
+                    Decision::Wait { ms } => {
+                        if priority == Priority::Live && !registered {
+                            budget.live_waiting += 1;
+                            registered = true;
+                        }
+                        ms
+                    }
                 }
             };
             std::thread::sleep(Duration::from_millis(wait));
@@ -251,6 +286,29 @@ impl Governor {
         let now = self.now();
         self.budget().failed(now);
     }
+}
+
+thread_local! {
+    static PRIORITY: Cell<Priority> = const { Cell::new(Priority::Live) };
+}
+
+/// Marks the requests this thread sends, until dropped, as `priority`. A connector call runs on
+/// one blocking thread from start to end, so the scope covers exactly that call's requests.
+pub fn priority_scope(priority: Priority) -> PriorityScope {
+    PriorityScope(PRIORITY.with(|p| p.replace(priority)))
+}
+
+pub struct PriorityScope(Priority);
+
+impl Drop for PriorityScope {
+    fn drop(&mut self) {
+        PRIORITY.with(|p| p.set(self.0));
+    }
+}
+
+/// The priority of requests sent from this thread now.
+pub fn current_priority() -> Priority {
+    PRIORITY.with(Cell::get)
 }
 
 /// The daily budget is spent.
@@ -306,14 +364,14 @@ mod tests {
     fn a_full_window_waits_for_its_oldest_slot() {
         let mut b = Budget::new(3, 1_000, 1_000);
         for t in [0, 10, 20] {
-            assert_eq!(b.decide(t), Decision::Go);
+            assert_eq!(b.decide(t, Priority::Live), Decision::Go);
             b.start(t);
             b.complete(t + 5, &RateHeaders::default());
         }
         // Slots answered at 5, 15, 25: the first frees at 1005.
-        assert_eq!(b.decide(100), Decision::Wait { ms: 905 });
-        assert_eq!(b.decide(1_004), Decision::Wait { ms: 1 });
-        assert_eq!(b.decide(1_005), Decision::Go);
+        assert_eq!(b.decide(100, Priority::Live), Decision::Wait { ms: 905 });
+        assert_eq!(b.decide(1_004, Priority::Live), Decision::Wait { ms: 1 });
+        assert_eq!(b.decide(1_005, Priority::Live), Decision::Go);
     }
 
     #[test]
@@ -321,9 +379,9 @@ mod tests {
         let mut b = Budget::new(2, 1_000, 1_000);
         b.start(0);
         b.start(0);
-        assert_eq!(b.decide(1), Decision::Wait { ms: IN_FLIGHT_POLL_MS });
+        assert_eq!(b.decide(1, Priority::Live), Decision::Wait { ms: IN_FLIGHT_POLL_MS });
         b.complete(50, &RateHeaders::default());
-        assert_eq!(b.decide(60), Decision::Wait { ms: 990 });
+        assert_eq!(b.decide(60, Priority::Live), Decision::Wait { ms: 990 });
     }
 
     #[test]
@@ -334,11 +392,11 @@ mod tests {
         b.complete(10, &headers(5, 1, 2_000));
         assert_eq!(b.limits(), (5, 2_000, 200_000));
         assert_eq!(b.used(10), 4);
-        assert_eq!(b.decide(10), Decision::Go);
+        assert_eq!(b.decide(10, Priority::Live), Decision::Go);
         b.start(10);
         b.complete(20, &headers(5, 0, 2_000));
-        assert_eq!(b.decide(30), Decision::Wait { ms: 1_980 });
-        assert_eq!(b.decide(2_020), Decision::Go);
+        assert_eq!(b.decide(30, Priority::Live), Decision::Wait { ms: 1_980 });
+        assert_eq!(b.decide(2_020, Priority::Live), Decision::Go);
     }
 
     #[test]
@@ -346,13 +404,13 @@ mod tests {
         let mut b = Budget::new(100, 10_000, 200_000);
         b.start(0);
         b.throttled(100, Some(3_000), &RateHeaders::default());
-        assert_eq!(b.decide(200), Decision::Wait { ms: 2_900 });
-        assert_eq!(b.decide(3_100), Decision::Go);
+        assert_eq!(b.decide(200, Priority::Live), Decision::Wait { ms: 2_900 });
+        assert_eq!(b.decide(3_100, Priority::Live), Decision::Go);
 
         let mut b = Budget::new(100, 10_000, 200_000);
         b.start(0);
         b.throttled(0, None, &headers(100, 0, 7_000));
-        assert_eq!(b.decide(0), Decision::Wait { ms: 7_000 });
+        assert_eq!(b.decide(0, Priority::Live), Decision::Wait { ms: 7_000 });
     }
 
     #[test]
@@ -362,10 +420,10 @@ mod tests {
         let mut h = headers(100, 99, 10_000);
         h.daily_remaining = Some(0);
         b.complete(5, &h);
-        assert_eq!(b.decide(10), Decision::DailyExhausted);
-        assert_eq!(b.decide(5 + DAILY_PROBE_MS), Decision::Go);
+        assert_eq!(b.decide(10, Priority::Live), Decision::DailyExhausted);
+        assert_eq!(b.decide(5 + DAILY_PROBE_MS, Priority::Live), Decision::Go);
         b.start(5 + DAILY_PROBE_MS);
-        assert_eq!(b.decide(6 + DAILY_PROBE_MS), Decision::DailyExhausted);
+        assert_eq!(b.decide(6 + DAILY_PROBE_MS, Priority::Live), Decision::DailyExhausted);
     }
 
     #[test]
@@ -375,5 +433,89 @@ mod tests {
         let c = shared("app", "loc-2");
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    #[test]
+    fn backfill_leaves_a_fifth_of_the_window_to_live_traffic() {
+        let mut b = Budget::new(10, 1_000, 1_000);
+        assert_eq!(b.backfill_limit(), 8);
+        for t in 0..8 {
+            assert_eq!(b.decide(t, Priority::Backfill), Decision::Go);
+            b.start(t);
+            b.complete(t, &RateHeaders::default());
+        }
+        assert_eq!(b.decide(8, Priority::Backfill), Decision::Wait { ms: 992 });
+        assert_eq!(b.decide(8, Priority::Live), Decision::Go);
+        assert_eq!(Budget::new(100, 10_000, 1).backfill_limit(), 80);
+        assert_eq!(Budget::new(1, 10_000, 1).backfill_limit(), 1);
+    }
+
+    #[test]
+    fn backfill_yields_while_live_callers_wait() {
+        let mut b = Budget::new(10, 1_000, 1_000);
+        b.live_waiting = 1;
+        assert_eq!(
+            b.decide(0, Priority::Backfill),
+            Decision::Wait { ms: IN_FLIGHT_POLL_MS }
+        );
+        assert_eq!(b.decide(0, Priority::Live), Decision::Go);
+    }
+
+    #[test]
+    fn a_live_caller_stops_counting_as_waiting_once_it_goes() {
+        let governor = Arc::new(Governor::new(Budget::new(1, 50, 1_000)));
+        governor.acquire(Priority::Live).expect("first");
+        let second = {
+            let governor = Arc::clone(&governor);
+            std::thread::spawn(move || governor.acquire(Priority::Live))
+        };
+        // The first request completes; its slot frees 50 ms later and the waiting caller goes.
+        std::thread::sleep(Duration::from_millis(10));
+        governor.complete(&RateHeaders::default());
+        second.join().expect("thread").expect("second");
+        assert_eq!(governor.budget().live_waiting, 0);
+    }
+
+    #[test]
+    fn priority_scopes_nest_and_restore() {
+        assert_eq!(current_priority(), Priority::Live);
+        {
+            let _backfill = priority_scope(Priority::Backfill);
+            assert_eq!(current_priority(), Priority::Backfill);
+            {
+                let _live = priority_scope(Priority::Live);
+                assert_eq!(current_priority(), Priority::Live);
+            }
+            assert_eq!(current_priority(), Priority::Backfill);
+        }
+        assert_eq!(current_priority(), Priority::Live);
+    }
+
+    #[test]
+    fn remaining_counts_our_requests_in_flight_once() {
+        // Three requests out; the first answer says 7 remain: the server counted all three.
+        let mut b = Budget::new(10, 1_000, 1_000);
+        for t in 0..3 {
+            b.start(t);
+        }
+        let headers = RateHeaders {
+            remaining: Some(7),
+            ..RateHeaders::default()
+        };
+        b.complete(5, &headers);
+        assert_eq!(
+            b.used(5),
+            3,
+            "the two still in flight must not be booked as someone else's usage"
+        );
+        // Someone else really did use two more: that difference is booked.
+        b.complete(
+            6,
+            &RateHeaders {
+                remaining: Some(5),
+                ..RateHeaders::default()
+            },
+        );
+        assert_eq!(b.used(6), 5);
     }
 }

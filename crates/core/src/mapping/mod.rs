@@ -15,7 +15,7 @@
 //! the offending token when the string has no escapes (see `content_start`).
 //!
 //! Output rules: a `none` result omits the field (or takes its `defaults` entry); `custom.<name>`
-//! targets are gathered under `{"custom": {"<name>": value}}` for the connector to resolve names;
+//! targets are gathered under `{"custom_fields": {"<name>": value}}` for the connector to resolve names;
 //! `tags` is the sorted, deduplicated union of the `tags` field, the `tags` rules and `tags_from`.
 
 mod filters;
@@ -128,6 +128,9 @@ pub struct ApplyError {
     pub expression: Option<String>,
     pub reason: String,
 }
+
+/// Where `custom.<name>` targets are gathered, by name: the key connectors (GHL, MLOFLO) read.
+pub const CUSTOM_FIELDS: &str = "custom_fields";
 
 /// Names the expressions see besides the source fields.
 const RESERVED: &[&str] = &["record", "id", "updated_at", "deleted", "now"];
@@ -469,7 +472,7 @@ impl Mapping {
                 Ok(parsed) => {
                     match &parsed {
                         Target::Custom(_) => has_custom = Some(target.span()),
-                        Target::Top(name) if name == "custom" => has_plain_custom = Some(target.span()),
+                        Target::Top(name) if name == CUSTOM_FIELDS => has_plain_custom = Some(target.span()),
                         _ => {}
                     }
                     entries.push((Role::Field(parsed, target.get_ref().clone()), expr));
@@ -479,8 +482,11 @@ impl Mapping {
         }
         if let (Some(_), Some(span)) = (has_custom, has_plain_custom) {
             errors.push(
-                MappingError::new(Some(span), "`custom` is set both whole and by `custom.<name>` fields")
-                    .hint("use only custom.<name> targets"),
+                MappingError::new(
+                    Some(span),
+                    "`custom_fields` is set both whole and by `custom.<name>` fields",
+                )
+                .hint("use only custom.<name> targets"),
             );
         }
         for rule in &spec.tags {
@@ -652,7 +658,7 @@ impl Mapping {
             map.entry(key).or_insert_with(|| value.clone());
         }
         if !custom.is_empty() {
-            out.insert("custom".into(), serde_json::Value::Object(custom));
+            out.insert(CUSTOM_FIELDS.into(), serde_json::Value::Object(custom));
         }
         Ok(out)
     }

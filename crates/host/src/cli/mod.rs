@@ -2,8 +2,10 @@
 
 mod auth;
 mod dlq;
+mod flows;
 mod listing;
 mod sandbox;
+mod status;
 mod table;
 
 use std::net::SocketAddr;
@@ -56,10 +58,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Loads config, plugins and every flow; reports every problem with file:line:col.
+    Check,
+    /// Runs the fixture tests written in flow files; shows a diff for each failure.
+    Test {
+        /// Only this flow's tests.
+        flow: Option<String>,
+    },
     /// Connects an account with OAuth once; tokens are stored encrypted and refreshed after.
     Auth {
         #[command(subcommand)]
         system: AuthSystem,
+    },
+    /// Flows (cursor, queue, dead letters) and connectors (token state), from the state store.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
     /// The dead-letter list: records whose delivery failed for good.
     Dlq {
@@ -178,6 +192,9 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
                 timeout: std::time::Duration::from_secs(*timeout),
             },
         ),
+        Command::Check => flows::check(&cli.load_config()?),
+        Command::Test { flow } => flows::test(&cli.load_config()?, flow.as_deref()),
+        Command::Status { json } => status::run(&cli.load_config()?, *json),
         Command::Dlq { command } => dlq::run(&cli.load_config()?, command),
         Command::Sandbox { seed, ghl, unlimited } => sandbox::run(sandbox::SandboxArgs {
             seed_contacts: *seed,

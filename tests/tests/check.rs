@@ -1,0 +1,145 @@
+//! `tether check` and `tether test` as a user runs them: the example flows pass; every file of
+//! the broken-flow corpus (tests/corpus/broken-flows) gives exit 2, a located error naming the
+//! problem, and no panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tether_e2e::{plugin_dir, tether_bin, workspace_root};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(tether_bin()).args(args).output().expect("run tether")
+}
+
+/// A config with the example's connectors, the built moloni plugin, and `flows_dir`.
+fn config_for(dir: &Path, plugins: &Path, flows: &Path) -> PathBuf {
+    let config = dir.join("tether.toml");
+    let example = std::fs::read_to_string(workspace_root().join("config/tether.toml")).expect("example config");
+    let connectors = &example[example.find("[connectors.").expect("connectors")..];
+    std::fs::write(
+        &config,
+        format!(
+            "plugins_dir = \"{}\"\nflows_dir = \"{}\"\n[state]\nurl = \"sqlite://state.sqlite\"\n\n{connectors}",
+            plugins.display(),
+            flows.display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
+#[test]
+fn the_example_flows_check_and_their_fixtures_pass() {
+    let plugins = plugin_dir(&["tether-moloni"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_for(dir.path(), plugins.path(), &workspace_root().join("config/flows"));
+    let check = run(&["--config", &config.display().to_string(), "check"]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok: 2 connectors, 1 flow, 3 fixture tests"));
+    let test = run(&["--config", &config.display().to_string(), "test"]);
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert_eq!(test.status.code(), Some(0), "{stdout}");
+    assert!(stdout.trim_end().ends_with("3 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_failing_fixture_shows_a_diff_and_exits_1() {
+    let plugins = plugin_dir(&["tether-moloni"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).expect("flows dir");
+    let example = std::fs::read_to_string(workspace_root().join("config/flows/moloni-customers.toml")).expect("flow");
+    std::fs::write(
+        flows.join("moloni-customers.toml"),
+        example.replace("firstName = \"Ana Sofia\"", "firstName = \"Ana\""),
+    )
+    .expect("flow");
+    let config = config_for(dir.path(), plugins.path(), &flows);
+    let test = run(&["--config", &config.display().to_string(), "test", "moloni-customers"]);
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert_eq!(test.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  moloni-customers :: a Portuguese customer with a salesman"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  - firstName = \"Ana\"\n  + firstName = \"Ana Sofia\""),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("2 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn every_broken_flow_file_is_refused_with_its_place() {
+    let corpus = workspace_root().join("tests/corpus/broken-flows");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .expect("corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "the corpus holds {} files", files.len());
+    let plugins = plugin_dir(&["tether-moloni"]);
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("first line `# expect: ...`");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flows = dir.path().join("flows");
+        std::fs::create_dir(&flows).expect("flows dir");
+        let flow = flows.join(file.file_name().expect("name"));
+        std::fs::write(&flow, &text).expect("copy");
+        let config = config_for(dir.path(), plugins.path(), &flows);
+        let output = run(&["--config", &config.display().to_string(), "check"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if output.status.code() != Some(2) || stderr.contains("panicked") {
+            failures.push(format!("{name}: exit {:?}\n{stderr}", output.status.code()));
+            continue;
+        }
+        // The line naming the problem starts with the flow file's path and a real line:column.
+        let prefix = format!("{}:", flow.display());
+        let located = stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&prefix) && l.contains(expect));
+        let Some(line) = located else {
+            failures.push(format!("{name}: no located error containing `{expect}`:\n{stderr}"));
+            continue;
+        };
+        let mut place = line[prefix.len()..].splitn(3, ':');
+        let (row, col) = (
+            place.next().and_then(|r| r.parse::<usize>().ok()),
+            place.next().and_then(|c| c.parse::<usize>().ok()),
+        );
+        let fits = match (row, col) {
+            (Some(row), Some(col)) => text
+                .lines()
+                .nth(row - 1)
+                .is_some_and(|l| col >= 1 && col <= l.chars().count() + 1),
+            _ => false,
+        };
+        if !fits {
+            failures.push(format!("{name}: `{line}` does not point into the file"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus files failed:\n\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n\n")
+    );
+}
