@@ -81,6 +81,8 @@ struct RawConfig {
     #[serde(default)]
     http: HttpSettings,
     #[serde(default)]
+    delivery: crate::engine::RetryPolicy,
+    #[serde(default)]
     connectors: BTreeMap<String, RawConnector>,
 }
 
@@ -142,6 +144,7 @@ pub struct Config {
     pub state_url: String,
     pub key_file: PathBuf,
     pub http: HttpSettings,
+    pub delivery: crate::engine::RetryPolicy,
     pub connectors: BTreeMap<String, ConnectorConfig>,
 }
 
@@ -172,6 +175,7 @@ impl Config {
             state_url: sqlite_url_relative_to(DEFAULT_STATE_URL, base),
             key_file: base.join(DEFAULT_KEY_FILE),
             http: HttpSettings::default(),
+            delivery: crate::engine::RetryPolicy::default(),
             connectors: BTreeMap::new(),
         }
     }
@@ -258,6 +262,7 @@ impl Config {
             state_url,
             key_file,
             http: raw.http,
+            delivery: raw.delivery,
             connectors,
         })
     }

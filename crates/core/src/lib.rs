@@ -9,6 +9,7 @@
 //! * [`vault`]: connector secrets encrypted at rest in the store.
 
 pub mod config;
+pub mod engine;
 pub mod flow;
 pub mod loader;
 pub mod mapping;

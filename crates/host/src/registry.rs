@@ -40,6 +40,15 @@ impl Registry {
         Ok(Registry { built_in, plugins })
     }
 
+    /// Only the built-in connectors: for a configuration that uses no plugin, a plugins folder
+    /// that does not exist is not an error.
+    pub fn built_in_only() -> Registry {
+        Registry {
+            built_in: vec![tether_ghl::manifest()],
+            plugins: PluginSet::default(),
+        }
+    }
+
     pub fn plugins(&self) -> &PluginSet {
         &self.plugins
     }

@@ -13,11 +13,9 @@ use axum::Router;
 use rand::RngCore;
 use tether_abi::OpenRequest;
 use tether_core::config::{Config, ConnectorConfig};
-use tether_core::vault::{SecretKey, Vault, KEY_ENV};
 use tokio::sync::mpsc;
 
 use super::{CliError, Exit};
-use crate::services::{HostContext, Redactor};
 
 pub struct AuthArgs {
     pub connector: Option<String>,
@@ -30,23 +28,8 @@ pub fn ghl(config: &Config, args: &AuthArgs) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| CliError::new(Exit::Failed, format!("cannot start the async runtime: {e}")))?;
     let store = runtime.block_on(super::open_store(config))?;
-    let key = SecretKey::load(std::env::var(KEY_ENV).ok().as_deref(), &config.key_file)
-        .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
-    let redactor = Arc::new(Redactor::new());
-    let secret_keys: Vec<String> = tether_ghl::manifest()
-        .config
-        .into_iter()
-        .filter(|k| k.secret)
-        .map(|k| k.name)
-        .collect();
-    redactor.learn_config(&instance.config, &secret_keys);
-    let context = HostContext::new(
-        runtime.handle().clone(),
-        config.http.clone(),
-        Arc::new(Vault::new(key, store)),
-        redactor,
-    )
-    .map_err(|e| CliError::new(Exit::Failed, format!("cannot build the HTTP client: {e}")))?;
+    let registry = super::listing::load_for_run(config)?;
+    let context = super::host_context(config, &registry, &runtime, store)?;
     let host = context.for_instance(&instance.name, instance.rate_limit);
     let request = OpenRequest {
         instance: instance.name.clone(),

@@ -9,16 +9,18 @@ use tether_core::config::{Config, ConfigError, SourceMap};
 use tether_core::flow::{self, Flow, Instances};
 
 use super::{listing, CliError, Exit};
+use crate::registry::Registry;
 
 /// Everything `check` found: loaded flows, and every problem with its place.
-struct Checked {
-    flows: Vec<Flow>,
-    problems: Vec<String>,
-    connectors: usize,
+pub(super) struct Checked {
+    pub registry: Registry,
+    pub flows: Vec<Flow>,
+    pub problems: Vec<String>,
+    pub connectors: usize,
 }
 
-fn check_all(config: &Config) -> Result<Checked, CliError> {
-    let registry = listing::load(config)?;
+pub(super) fn check_all(config: &Config) -> Result<Checked, CliError> {
+    let registry = listing::load_for_run(config)?;
     let mut problems: Vec<String> = registry
         .plugins()
         .refused
@@ -47,7 +49,14 @@ fn check_all(config: &Config) -> Result<Checked, CliError> {
                     connector.name, connector.plugin
                 ),
             );
-            error.hint = Some(format!("available: {}", kinds.join(", ")));
+            let mut hint = format!("available: {}", kinds.join(", "));
+            if !config.plugins_dir.exists() {
+                hint.push_str(&format!(
+                    "; the plugins folder {} does not exist",
+                    config.plugins_dir.display()
+                ));
+            }
+            error.hint = Some(hint);
             problems.push(error.to_string());
             continue;
         };
@@ -91,10 +100,13 @@ fn check_all(config: &Config) -> Result<Checked, CliError> {
         }
     }
     problems.extend(flow::check_set(&flows).iter().map(ConfigError::to_string));
+    let connectors = instances.len();
+    drop(instances);
     Ok(Checked {
+        registry,
         flows,
         problems,
-        connectors: instances.len(),
+        connectors,
     })
 }
 
@@ -118,7 +130,7 @@ fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     Ok(files)
 }
 
-fn problems_error(problems: Vec<String>) -> CliError {
+pub(super) fn problems_error(problems: Vec<String>) -> CliError {
     let count = problems.len();
     CliError {
         exit: Exit::Usage,

@@ -7,6 +7,15 @@ use tether_core::config::Config;
 
 use super::{print_json, table, CliError, Exit};
 
+/// The registry for commands that run connectors: a missing plugins folder leaves the built-in
+/// connectors (a flow naming a plugin then fails `check` with the reason).
+pub(super) fn load_for_run(config: &Config) -> Result<Registry, CliError> {
+    if !config.plugins_dir.exists() {
+        return Ok(Registry::built_in_only());
+    }
+    load(config)
+}
+
 pub(super) fn load(config: &Config) -> Result<Registry, CliError> {
     Registry::load(&config.plugins_dir).map_err(|e| {
         let mut error = CliError::new(Exit::Usage, e.to_string());

@@ -6,6 +6,7 @@ mod flows;
 mod listing;
 mod sandbox;
 mod status;
+mod sync;
 mod table;
 
 use std::net::SocketAddr;
@@ -64,6 +65,12 @@ pub enum Command {
     Test {
         /// Only this flow's tests.
         flow: Option<String>,
+    },
+    /// One pass of a flow now: poll its source, deliver what is due, then exit.
+    Sync {
+        flow: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Connects an account with OAuth once; tokens are stored encrypted and refreshed after.
     Auth {
@@ -194,6 +201,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         ),
         Command::Check => flows::check(&cli.load_config()?),
         Command::Test { flow } => flows::test(&cli.load_config()?, flow.as_deref()),
+        Command::Sync { flow, json } => sync::run(&cli.load_config()?, flow, *json),
         Command::Status { json } => status::run(&cli.load_config()?, *json),
         Command::Dlq { command } => dlq::run(&cli.load_config()?, command),
         Command::Sandbox { seed, ghl, unlimited } => sandbox::run(sandbox::SandboxArgs {
@@ -231,4 +239,32 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
         .map_err(|e| CliError::new(Exit::Failed, format!("cannot encode JSON: {e}")))?;
     println!("{text}");
     Ok(())
+}
+
+/// The services every connector of this process gets: one HTTP client, the vault, and a
+/// redactor that already knows every secret in the configuration.
+fn host_context(
+    config: &Config,
+    registry: &crate::registry::Registry,
+    runtime: &tokio::runtime::Runtime,
+    store: tether_core::store::Store,
+) -> Result<std::sync::Arc<crate::services::HostContext>, CliError> {
+    use tether_core::vault::{SecretKey, Vault, KEY_ENV};
+    let key = SecretKey::load(std::env::var(KEY_ENV).ok().as_deref(), &config.key_file)
+        .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
+    let redactor = std::sync::Arc::new(crate::services::Redactor::new());
+    for connector in config.connectors.values() {
+        let secret_keys: Vec<String> = registry
+            .manifest(&connector.plugin)
+            .map(|m| m.config.iter().filter(|k| k.secret).map(|k| k.name.clone()).collect())
+            .unwrap_or_default();
+        redactor.learn_config(&connector.config, &secret_keys);
+    }
+    crate::services::HostContext::new(
+        runtime.handle().clone(),
+        config.http.clone(),
+        std::sync::Arc::new(Vault::new(key, store)),
+        redactor,
+    )
+    .map_err(|e| CliError::new(Exit::Failed, format!("cannot build the HTTP client: {e}")))
 }

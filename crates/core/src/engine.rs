@@ -1,0 +1,305 @@
+//! One pass of a flow: poll the source into the outbox, then deliver what is due.
+//!
+//! Invariants (with the store's):
+//! * A page of records and the cursor after it are queued in one transaction.
+//! * A record whose mapped input hashes the same as what was last written to its target costs
+//!   no API call.
+//! * A record the mapping cannot convert goes to the dead-letter list with the mapping's reason;
+//!   so does a write that fails for good. Transient failures retry with exponential backoff and
+//!   jitter (or the target's `Retry-After`) until the attempt limit, then become dead letters.
+//! * Connector calls are blocking and run on tokio's blocking pool.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tether_abi::{
+    Connector, ConnectorError, ErrorKind, Fields, Page, Priority, ReadPosition, ReadRequest, WriteRequest,
+};
+
+use crate::flow::Flow;
+use crate::store::{Claimed, LinkKey, LinkRow, Outcome, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading `{stream}` failed: {error}")]
+    Source { stream: String, error: ConnectorError },
+}
+
+/// Attempts and waits of delivery retries: `[delivery]` in tether.toml.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    pub max_attempts: i64,
+    #[serde(rename = "backoff_base_ms")]
+    pub base_ms: i64,
+    #[serde(rename = "max_backoff_ms")]
+    pub max_ms: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base_ms: 1_000,
+            max_ms: 15 * 60_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter in [d/2, d], d = base * 2^(attempt-1), capped; a target's delay wins if longer.
+    fn next_attempt_in(&self, attempt: i64, retry_after_ms: Option<u64>) -> i64 {
+        let exp = self
+            .base_ms
+            .saturating_mul(1 << (attempt - 1).clamp(0, 20))
+            .min(self.max_ms)
+            .max(1);
+        let jittered = rand::thread_rng().gen_range(exp / 2..=exp);
+        jittered.max(retry_after_ms.map_or(0, |ms| ms as i64))
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub read: usize,
+    pub queued: usize,
+    /// Records already queued before (an event seen twice).
+    pub duplicates: usize,
+    pub written: usize,
+    /// Mapped to exactly what was last written: no API call.
+    pub unchanged: usize,
+    /// Deleted at the source, for a flow whose action does not delete.
+    pub skipped: usize,
+    pub retrying: usize,
+    pub dead: usize,
+    /// Fields the target silently dropped, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// A flow with its two opened connectors.
+pub struct FlowRun<'a> {
+    pub flow: &'a Flow,
+    pub source: Arc<dyn Connector>,
+    pub target: Arc<dyn Connector>,
+    pub store: &'a Store,
+    pub retry: RetryPolicy,
+    pub clock: &'a (dyn Fn() -> i64 + Sync),
+}
+
+const PAGE: u32 = 100;
+const CLAIM_BATCH: i64 = 50;
+const LEASE_MS: i64 = 5 * 60_000;
+
+impl FlowRun<'_> {
+    fn source_system(&self) -> String {
+        format!("{}/{}", self.flow.source_connector, self.flow.stream)
+    }
+
+    /// The target record kind: `contact` of `contact.upsert`.
+    fn target_system(&self) -> String {
+        let kind = self.flow.action.split('.').next().unwrap_or(&self.flow.action);
+        format!("{}/{kind}", self.flow.target_connector)
+    }
+
+    /// Reads the source from the stored cursor until it has nothing more, queuing each page.
+    pub async fn poll(&self, report: &mut SyncReport) -> Result<(), EngineError> {
+        loop {
+            let cursor = self.store.cursor(&self.flow.name).await?;
+            let request = ReadRequest {
+                stream: self.flow.stream.clone(),
+                position: ReadPosition::Cursor { cursor },
+                limit: Some(PAGE),
+                parent_id: None,
+            };
+            let source = Arc::clone(&self.source);
+            let page: Page = blocking(move || source.read(request))
+                .await
+                .map_err(|error| EngineError::Source {
+                    stream: self.flow.stream.clone(),
+                    error,
+                })?;
+            report.read += page.records.len();
+            let queued = self
+                .store
+                .enqueue(&self.flow.name, &page.records, page.next.as_deref(), (self.clock)())
+                .await?;
+            report.queued += queued.inserted;
+            report.duplicates += queued.duplicates;
+            if !page.has_more || page.records.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Delivers every row due now; rows waiting for a retry stay queued.
+    pub async fn deliver(&self, worker: &str, report: &mut SyncReport) -> Result<(), EngineError> {
+        loop {
+            let rows = self
+                .store
+                .claim(&self.flow.name, worker, CLAIM_BATCH, LEASE_MS, (self.clock)())
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let outcome = self.deliver_one(&row, report).await?;
+                match &outcome {
+                    Outcome::Retry { .. } => report.retrying += 1,
+                    Outcome::Dead { .. } => report.dead += 1,
+                    Outcome::Delivered { .. } => {}
+                }
+                self.store.finish(row.id, worker, &outcome, (self.clock)()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver_one(&self, row: &Claimed, report: &mut SyncReport) -> Result<Outcome, EngineError> {
+        let now = (self.clock)();
+        let input = match self.flow.mapping.apply(&row.record, &rfc3339(now)) {
+            Ok(input) => input,
+            Err(error) => {
+                return Ok(Outcome::Dead {
+                    error: error.to_string(),
+                })
+            }
+        };
+        if row.record.deleted && !self.flow.action.ends_with(".delete") {
+            report.skipped += 1;
+            return Ok(Outcome::Delivered { link: None });
+        }
+        let key = LinkKey {
+            source: self.source_system(),
+            source_id: row.source_id.clone(),
+            target: self.target_system(),
+        };
+        let link = self.store.link(&key).await?;
+        let hash = content_hash(&input);
+        if link.as_ref().and_then(|l| l.written_hash.as_deref()) == Some(hash.as_str()) {
+            report.unchanged += 1;
+            return Ok(Outcome::Delivered { link: None });
+        }
+        let request = WriteRequest {
+            action: self.flow.action.clone(),
+            priority: Priority::Live,
+            target_id: link.as_ref().map(|l| l.target_id.clone()),
+            parent_id: None,
+            input: input.clone(),
+        };
+        let target = Arc::clone(&self.target);
+        match blocking(move || target.write(request)).await {
+            Ok(written) => {
+                report.written += 1;
+                for field in dropped_fields(&input, &written.returned) {
+                    report.warnings.push(format!(
+                        "flow `{}`, record {}: the target did not keep field `{field}`",
+                        self.flow.name, row.source_id
+                    ));
+                }
+                let target_id = written.target_id.or(link.map(|l| l.target_id));
+                Ok(Outcome::Delivered {
+                    link: target_id.map(|target_id| {
+                        (
+                            key,
+                            LinkRow {
+                                target_id,
+                                written_hash: Some(hash),
+                            },
+                        )
+                    }),
+                })
+            }
+            Err(error) if error.kind.is_retryable() && row.attempts < self.retry.max_attempts => {
+                let retry_after = match error.kind {
+                    ErrorKind::RateLimited { retry_after_ms } => retry_after_ms,
+                    _ => None,
+                };
+                let at_ms = now + self.retry.next_attempt_in(row.attempts, retry_after);
+                Ok(Outcome::Retry {
+                    at_ms,
+                    error: error.to_string(),
+                })
+            }
+            Err(error) => Ok(Outcome::Dead {
+                error: format!("{error} (after {} attempts)", row.attempts),
+            }),
+        }
+    }
+}
+
+/// Runs a blocking connector call on the blocking pool; a panic there is a `fatal` error.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or_else(|e| Err(ConnectorError::fatal(format!("connector call failed to complete: {e}"))))
+}
+
+/// A stable hash of a mapped input: object keys are sorted (serde_json's map is ordered).
+pub fn content_hash(input: &Fields) -> String {
+    let canonical = serde_json::to_string(input).unwrap_or_default();
+    Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Scalar fields sent but absent from what the target returned.
+fn dropped_fields<'a>(sent: &'a Fields, returned: &Fields) -> Vec<&'a str> {
+    if returned.is_empty() {
+        return Vec::new();
+    }
+    sent.iter()
+        .filter(|(k, v)| (v.is_string() || v.is_number() || v.is_boolean()) && !returned.contains_key(k.as_str()))
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_ignore_key_order_and_see_value_changes() {
+        let a: Fields = serde_json::from_str(r#"{"b":1,"a":"x"}"#).expect("json");
+        let b: Fields = serde_json::from_str(r#"{"a":"x","b":1}"#).expect("json");
+        let c: Fields = serde_json::from_str(r#"{"a":"y","b":1}"#).expect("json");
+        assert_eq!(content_hash(&a), content_hash(&b));
+        assert_ne!(content_hash(&a), content_hash(&c));
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_ms: 100,
+            max_ms: 1_000,
+        };
+        for _ in 0..50 {
+            assert!((50..=100).contains(&policy.next_attempt_in(1, None)));
+            assert!((200..=400).contains(&policy.next_attempt_in(3, None)));
+            assert!((500..=1_000).contains(&policy.next_attempt_in(12, None)));
+            assert_eq!(policy.next_attempt_in(1, Some(30_000)), 30_000);
+        }
+    }
+
+    #[test]
+    fn dropped_fields_are_the_scalars_the_target_did_not_return() {
+        let sent: Fields = serde_json::from_str(r#"{"email":"a@b.c","companyName":"X","tags":["t"]}"#).expect("json");
+        let returned: Fields = serde_json::from_str(r#"{"email":"a@b.c","id":"1"}"#).expect("json");
+        assert_eq!(dropped_fields(&sent, &returned), ["companyName"]);
+        assert!(dropped_fields(&sent, &Fields::new()).is_empty(), "no echo, no verdict");
+    }
+}
