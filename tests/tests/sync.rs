@@ -282,3 +282,49 @@ fn under_faults_every_record_is_delivered_once_or_dead_lettered_then_replayed() 
     let copies = contacts_of(&ghl, &b).len() - before_b;
     assert_eq!(copies, source.len(), "each contact of A exists once in B");
 }
+
+#[test]
+fn dry_run_maps_real_records_and_writes_nothing() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut emulator = GhlConfig::seeded(23, 20);
+    emulator.rate_limit = RateLimitConfig::disabled();
+    let ghl = runtime
+        .block_on(tether_sandbox::start("127.0.0.1:0".parse().expect("addr"), emulator))
+        .expect("emulator");
+    let b = ghl.credentials.other_location_id.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &ghl);
+    let before_b = contacts_of(&ghl, &b).len();
+    let output = Command::new(tether_bin())
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "dry-run",
+            "copy-contacts",
+            "--limit",
+            "5",
+            "--json",
+        ])
+        .output()
+        .expect("dry-run");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let planned: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let writes = planned["writes"].as_array().expect("writes");
+    assert_eq!(writes.len(), 5);
+    assert_eq!(writes[0]["action"], "contact.upsert");
+    assert_eq!(writes[0]["input"]["tags"], json!(["copied"]), "{}", writes[0]);
+    assert_eq!(contacts_of(&ghl, &b).len(), before_b, "a dry run wrote to the target");
+    // Nothing queued and the cursor did not move: a real pass still reads everything.
+    let (code, report, _) = sync(&config);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        report["read"],
+        contacts_of(&ghl, &ghl.credentials.location_id).len(),
+        "{report}"
+    );
+}

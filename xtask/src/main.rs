@@ -46,6 +46,12 @@ fn demo() -> Result<(), String> {
         run(&tether, &[listing, "--plugins-dir", &plugins_dir])?;
     }
 
+    // The example flow, checked against the plugins' manifests and its fixture tests run.
+    for command in ["check", "test"] {
+        println!("\n$ tether --config config/tether.toml {command}");
+        run(&tether, &["--config", "config/tether.toml", command])?;
+    }
+
     println!("\n$ tether sandbox --seed 25 --ghl 127.0.0.1:0");
     let mut sandbox = Command::new(&tether)
         .args(["sandbox", "--seed", "25", "--ghl", "127.0.0.1:0"])
@@ -69,7 +75,8 @@ fn demo() -> Result<(), String> {
         println!("{line}");
     }
     println!(
-        "\nThe sandbox answered and was stopped. Keep it up with `{} sandbox`; flows arrive with the engine.",
+        "\nThe sandbox answered and was stopped. Keep it up with `{} sandbox`; `tether sync FLOW` runs a flow \
+         once (the Moloni, AroFlo and MLOFLO plugins cannot read yet, so their flows only check and test).",
         tether.display()
     );
     Ok(())

@@ -81,11 +81,26 @@ pub struct SyncReport {
     pub warnings: Vec<String>,
 }
 
-/// A flow with its two opened connectors.
+/// What `dry_run` would do with one record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlannedWrite {
+    pub source_id: String,
+    pub action: String,
+    /// The linked target record, when this record was written before.
+    pub target_id: Option<String>,
+    /// The mapped input; `None` when the mapping fails.
+    pub input: Option<Fields>,
+    /// Why the record would become a dead letter.
+    pub error: Option<String>,
+    /// Mapped to exactly what was last written: no call would be made.
+    pub unchanged: bool,
+}
+
+/// A flow with its opened source; the target is given to [`FlowRun::deliver`], the only step
+/// that writes.
 pub struct FlowRun<'a> {
     pub flow: &'a Flow,
     pub source: Arc<dyn Connector>,
-    pub target: Arc<dyn Connector>,
     pub store: &'a Store,
     pub retry: RetryPolicy,
     pub clock: &'a (dyn Fn() -> i64 + Sync),
@@ -136,8 +151,66 @@ impl FlowRun<'_> {
         }
     }
 
+    /// Reads up to `limit` records from the stored cursor and maps them as delivery would,
+    /// writing nothing: no target call, no queue row, no cursor move.
+    pub async fn dry_run(&self, limit: usize) -> Result<Vec<PlannedWrite>, EngineError> {
+        let mut cursor = self.store.cursor(&self.flow.name).await?;
+        let mut planned = Vec::new();
+        while planned.len() < limit {
+            let request = ReadRequest {
+                stream: self.flow.stream.clone(),
+                position: ReadPosition::Cursor { cursor: cursor.clone() },
+                limit: Some(PAGE.min(u32::try_from(limit - planned.len()).unwrap_or(PAGE))),
+                parent_id: None,
+            };
+            let source = Arc::clone(&self.source);
+            let page = blocking(move || source.read(request))
+                .await
+                .map_err(|error| EngineError::Source {
+                    stream: self.flow.stream.clone(),
+                    error,
+                })?;
+            let now = rfc3339((self.clock)());
+            for record in page.records.iter().take(limit - planned.len()) {
+                let key = LinkKey {
+                    source: self.source_system(),
+                    source_id: record.id.clone(),
+                    target: self.target_system(),
+                };
+                let link = self.store.link(&key).await?;
+                let input = self.flow.mapping.apply(record, &now).map_err(|e| e.to_string());
+                let unchanged = match (&input, &link) {
+                    (Ok(input), Some(link)) => link.written_hash.as_deref() == Some(content_hash(input).as_str()),
+                    _ => false,
+                };
+                let (input, error) = match input {
+                    Ok(input) => (Some(input), None),
+                    Err(error) => (None, Some(error)),
+                };
+                planned.push(PlannedWrite {
+                    source_id: record.id.clone(),
+                    action: self.flow.action.clone(),
+                    target_id: link.map(|l| l.target_id),
+                    input,
+                    error,
+                    unchanged,
+                });
+            }
+            if !page.has_more || page.records.is_empty() || page.next.is_none() {
+                break;
+            }
+            cursor = page.next;
+        }
+        Ok(planned)
+    }
+
     /// Delivers every row due now; rows waiting for a retry stay queued.
-    pub async fn deliver(&self, worker: &str, report: &mut SyncReport) -> Result<(), EngineError> {
+    pub async fn deliver(
+        &self,
+        target: &Arc<dyn Connector>,
+        worker: &str,
+        report: &mut SyncReport,
+    ) -> Result<(), EngineError> {
         loop {
             let rows = self
                 .store
@@ -147,7 +220,7 @@ impl FlowRun<'_> {
                 break;
             }
             for row in rows {
-                let outcome = self.deliver_one(&row, report).await?;
+                let outcome = self.deliver_one(target, &row, report).await?;
                 match &outcome {
                     Outcome::Retry { .. } => report.retrying += 1,
                     Outcome::Dead { .. } => report.dead += 1,
@@ -159,7 +232,12 @@ impl FlowRun<'_> {
         Ok(())
     }
 
-    async fn deliver_one(&self, row: &Claimed, report: &mut SyncReport) -> Result<Outcome, EngineError> {
+    async fn deliver_one(
+        &self,
+        target: &Arc<dyn Connector>,
+        row: &Claimed,
+        report: &mut SyncReport,
+    ) -> Result<Outcome, EngineError> {
         let now = (self.clock)();
         let input = match self.flow.mapping.apply(&row.record, &rfc3339(now)) {
             Ok(input) => input,
@@ -191,7 +269,7 @@ impl FlowRun<'_> {
             parent_id: None,
             input: input.clone(),
         };
-        let target = Arc::clone(&self.target);
+        let target = Arc::clone(target);
         match blocking(move || target.write(request)).await {
             Ok(written) => {
                 report.written += 1;

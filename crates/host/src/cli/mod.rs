@@ -2,6 +2,7 @@
 
 mod auth;
 mod dlq;
+mod dry_run;
 mod flows;
 mod listing;
 mod sandbox;
@@ -69,6 +70,14 @@ pub enum Command {
     /// One pass of a flow now: poll its source, deliver what is due, then exit.
     Sync {
         flow: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reads and maps real records, prints the writes, writes nothing.
+    DryRun {
+        flow: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
         #[arg(long)]
         json: bool,
     },
@@ -202,6 +211,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Check => flows::check(&cli.load_config()?),
         Command::Test { flow } => flows::test(&cli.load_config()?, flow.as_deref()),
         Command::Sync { flow, json } => sync::run(&cli.load_config()?, flow, *json),
+        Command::DryRun { flow, limit, json } => dry_run::run(&cli.load_config()?, flow, *limit, *json),
         Command::Status { json } => status::run(&cli.load_config()?, *json),
         Command::Dlq { command } => dlq::run(&cli.load_config()?, command),
         Command::Sandbox { seed, ghl, unlimited } => sandbox::run(sandbox::SandboxArgs {

@@ -42,7 +42,6 @@ pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
     let run = FlowRun {
         flow,
         source,
-        target,
         store: &store,
         retry: config.delivery,
         clock: &now_ms,
@@ -52,7 +51,7 @@ pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
     // What is queued is delivered even when the source cannot be read this time.
     let (polled, delivered) = runtime.block_on(async {
         let polled = run.poll(&mut report).await;
-        (polled, run.deliver(&worker, &mut report).await)
+        (polled, run.deliver(&target, &worker, &mut report).await)
     });
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
