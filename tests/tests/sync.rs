@@ -328,3 +328,68 @@ fn dry_run_maps_real_records_and_writes_nothing() {
         "{report}"
     );
 }
+
+#[test]
+fn a_target_needing_reconnection_pauses_the_flow_and_loses_nothing() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut emulator = GhlConfig::seeded(24, 20);
+    emulator.rate_limit = RateLimitConfig::disabled();
+    let ghl = runtime
+        .block_on(tether_sandbox::start("127.0.0.1:0".parse().expect("addr"), emulator))
+        .expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &ghl);
+    // Location B through OAuth instead, whose refresh token GHL refused earlier.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let pit_b = format!("private_token = \"{}\"", ghl.credentials.other_pit);
+    let oauth_b = format!(
+        "client_id = \"{}\"\nclient_secret = \"{}\"",
+        ghl.credentials.client_id, ghl.credentials.client_secret
+    );
+    std::fs::write(&config, text.replace(&pit_b, &oauth_b)).expect("config");
+    let store = runtime
+        .block_on(tether_core::store::Store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("state.sqlite").display()
+        )))
+        .expect("store");
+    let key = tether_core::vault::SecretKey::load(None, &dir.path().join("tether.key")).expect("key");
+    let vault = tether_core::vault::Vault::new(key, store);
+    runtime
+        .block_on(vault.put(
+            "ghl_b",
+            tether_ghl::auth::NEEDS_RECONNECT_SECRET,
+            "invalid_grant: refresh token refused",
+            1,
+        ))
+        .expect("marker");
+    let before_b = contacts_of(&ghl, &ghl.credentials.other_location_id).len();
+
+    let (code, report, stderr) = sync(&config);
+    assert_eq!(code, Some(1), "{report} {stderr}");
+    assert!(stderr.starts_with("error: flow `copy-contacts` is paused"), "{stderr}");
+    assert!(stderr.contains("tether auth ghl --connector ghl_b"), "{stderr}");
+    assert_eq!(
+        report["dead"], 0,
+        "nothing may be dead-lettered for a credentials problem: {report}"
+    );
+    assert_eq!(report["written"], 0);
+    assert_eq!(contacts_of(&ghl, &ghl.credentials.other_location_id).len(), before_b);
+
+    // Every record read is still queued, with its attempt given back, and status says why.
+    let status = Command::new(tether_bin())
+        .args(["--config", &config.display().to_string(), "status", "--json"])
+        .output()
+        .expect("status");
+    assert_eq!(status.status.code(), Some(1));
+    let status: Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(status["flows"][0]["queued"], report["read"], "{status}");
+    let b = status["connectors"]
+        .as_array()
+        .expect("connectors")
+        .iter()
+        .find(|c| c["connector"] == "ghl_b")
+        .expect("ghl_b")
+        .clone();
+    assert_eq!(b["token"], "needs_reconnect", "{b}");
+}

@@ -77,6 +77,8 @@ pub struct SyncReport {
     pub skipped: usize,
     pub retrying: usize,
     pub dead: usize,
+    /// Delivery stopped because the target refused its credentials; the rows stay queued.
+    pub paused: Option<String>,
     /// Fields the target silently dropped, one line each.
     pub warnings: Vec<String>,
 }
@@ -109,6 +111,8 @@ pub struct FlowRun<'a> {
 const PAGE: u32 = 100;
 const CLAIM_BATCH: i64 = 50;
 const LEASE_MS: i64 = 5 * 60_000;
+/// How long a flow whose target refused its credentials waits before trying a row again.
+const PAUSE_MS: i64 = 5 * 60_000;
 
 impl FlowRun<'_> {
     fn source_system(&self) -> String {
@@ -220,13 +224,25 @@ impl FlowRun<'_> {
                 break;
             }
             for row in rows {
-                let outcome = self.deliver_one(target, &row, report).await?;
+                // Once the target has refused its credentials, every row would meet the same
+                // refusal: the rest of the batch waits without a call.
+                let outcome = match &report.paused {
+                    Some(error) => Outcome::Paused {
+                        at_ms: (self.clock)() + PAUSE_MS,
+                        error: error.clone(),
+                    },
+                    None => self.deliver_one(target, &row, report).await?,
+                };
                 match &outcome {
                     Outcome::Retry { .. } => report.retrying += 1,
                     Outcome::Dead { .. } => report.dead += 1,
+                    Outcome::Paused { error, .. } => report.paused = Some(error.clone()),
                     Outcome::Delivered { .. } => {}
                 }
                 self.store.finish(row.id, worker, &outcome, (self.clock)()).await?;
+            }
+            if report.paused.is_some() {
+                break;
             }
         }
         Ok(())
@@ -292,6 +308,13 @@ impl FlowRun<'_> {
                     }),
                 })
             }
+            Err(error) if error.kind == ErrorKind::Auth => Ok(Outcome::Paused {
+                at_ms: now + PAUSE_MS,
+                error: format!(
+                    "connector `{}` refused its credentials: {}",
+                    self.flow.target_connector, error.message
+                ),
+            }),
             Err(error) if error.kind.is_retryable() && row.attempts < self.retry.max_attempts => {
                 let retry_after = match error.kind {
                     ErrorKind::RateLimited { retry_after_ms } => retry_after_ms,

@@ -39,6 +39,12 @@ pub enum Outcome {
     Dead {
         error: String,
     },
+    /// The target cannot be used until the user acts (its credentials were refused): the row
+    /// waits, due again at `at_ms`, and the attempt does not count.
+    Paused {
+        at_ms: i64,
+        error: String,
+    },
 }
 
 /// Identifies one source record's counterpart in one target: `source` and `target` name the
@@ -211,20 +217,23 @@ impl Store {
     /// Records how a claimed row's delivery ended. Returns false, and changes nothing, when the
     /// row is no longer `worker`'s (its lease ran out and another worker claimed it).
     pub async fn finish(&self, id: i64, worker: &str, outcome: &Outcome, now_ms: i64) -> Result<bool, StoreError> {
-        let (status, next_attempt, error) = match outcome {
-            Outcome::Delivered { .. } => ("done", None, None),
-            Outcome::Retry { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str())),
-            Outcome::Dead { error } => ("dead", None, Some(error.as_str())),
+        let (status, next_attempt, error, refund) = match outcome {
+            Outcome::Delivered { .. } => ("done", None, None, 0_i64),
+            Outcome::Retry { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str()), 0),
+            Outcome::Dead { error } => ("dead", None, Some(error.as_str()), 0),
+            Outcome::Paused { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str()), 1),
         };
         let ours = dialect!(self, |pool, sql| {
             let mut tx = pool.begin().await?;
             let updated = sqlx::query(&sql(
                 "UPDATE outbox SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, \
-                 claimed_by = NULL, claimed_until = NULL, updated_at = ? WHERE id = ? AND claimed_by = ?",
+                 attempts = attempts - ?, claimed_by = NULL, claimed_until = NULL, updated_at = ? \
+                 WHERE id = ? AND claimed_by = ?",
             ))
             .bind(status)
             .bind(next_attempt)
             .bind(error)
+            .bind(refund)
             .bind(now_ms)
             .bind(id)
             .bind(worker)

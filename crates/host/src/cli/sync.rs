@@ -82,5 +82,13 @@ pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
             report.dead
         );
     }
+    if let Some(reason) = &report.paused {
+        let mut error = CliError::new(Exit::Failed, format!("flow `{}` is paused: {reason}", flow.name));
+        error.details.push(format!(
+            "its records stay queued; reconnect the connector (for GHL: `tether auth ghl --connector {}`) and sync again",
+            flow.target_connector
+        ));
+        return Err(error);
+    }
     Ok(if report.dead > 0 { Exit::Failed } else { Exit::Ok })
 }
