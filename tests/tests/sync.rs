@@ -10,6 +10,15 @@ use serde_json::{json, Value};
 use tether_e2e::tether_bin;
 use tether_sandbox::{GhlConfig, RateLimitConfig, RunningGhl};
 
+/// The GHL emulator with `contacts` seeded over its two locations, rate limits off.
+fn emulator(runtime: &tokio::runtime::Runtime, seed: u64, contacts: usize) -> RunningGhl {
+    let mut config = GhlConfig::seeded(seed, contacts);
+    config.rate_limit = RateLimitConfig::disabled();
+    runtime
+        .block_on(tether_sandbox::start("127.0.0.1:0".parse().expect("addr"), config))
+        .expect("emulator")
+}
+
 fn config(dir: &Path, ghl: &RunningGhl) -> std::path::PathBuf {
     let c = &ghl.credentials;
     let base = ghl.base_url();
@@ -100,11 +109,7 @@ fn put_contact(runtime: &tokio::runtime::Runtime, ghl: &RunningGhl, id: &str, bo
 #[test]
 fn contacts_flow_between_locations_once_and_unchanged_records_cost_nothing() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut emulator = GhlConfig::seeded(21, 40);
-    emulator.rate_limit = RateLimitConfig::disabled();
-    let ghl = runtime
-        .block_on(tether_sandbox::start("127.0.0.1:0".parse().expect("addr"), emulator))
-        .expect("emulator");
+    let ghl = emulator(&runtime, 21, 40);
     let (a, b) = (
         ghl.credentials.location_id.clone(),
         ghl.credentials.other_location_id.clone(),
@@ -190,11 +195,7 @@ fn contacts_flow_between_locations_once_and_unchanged_records_cost_nothing() {
 #[test]
 fn under_faults_every_record_is_delivered_once_or_dead_lettered_then_replayed() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut emulator = GhlConfig::seeded(22, 40);
-    emulator.rate_limit = RateLimitConfig::disabled();
-    let ghl = runtime
-        .block_on(tether_sandbox::start("127.0.0.1:0".parse().expect("addr"), emulator))
-        .expect("emulator");
+    let ghl = emulator(&runtime, 22, 40);
     let (a, b) = (
         ghl.credentials.location_id.clone(),
         ghl.credentials.other_location_id.clone(),
@@ -286,11 +287,7 @@ fn under_faults_every_record_is_delivered_once_or_dead_lettered_then_replayed() 
 #[test]
 fn dry_run_maps_real_records_and_writes_nothing() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut emulator = GhlConfig::seeded(23, 20);
-    emulator.rate_limit = RateLimitConfig::disabled();
-    let ghl = runtime
-        .block_on(tether_sandbox::start("127.0.0.1:0".parse().expect("addr"), emulator))
-        .expect("emulator");
+    let ghl = emulator(&runtime, 23, 20);
     let b = ghl.credentials.other_location_id.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), &ghl);
@@ -332,11 +329,7 @@ fn dry_run_maps_real_records_and_writes_nothing() {
 #[test]
 fn a_target_needing_reconnection_pauses_the_flow_and_loses_nothing() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut emulator = GhlConfig::seeded(24, 20);
-    emulator.rate_limit = RateLimitConfig::disabled();
-    let ghl = runtime
-        .block_on(tether_sandbox::start("127.0.0.1:0".parse().expect("addr"), emulator))
-        .expect("emulator");
+    let ghl = emulator(&runtime, 24, 20);
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), &ghl);
     // Location B through OAuth instead, whose refresh token GHL refused earlier.

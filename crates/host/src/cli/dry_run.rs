@@ -1,7 +1,5 @@
 //! `tether dry-run FLOW [--limit N]`: read and map real records, print the writes, write nothing.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use tether_core::config::Config;
 use tether_core::engine::FlowRun;
@@ -10,44 +8,20 @@ use super::{flows, print_json, CliError, Exit};
 use crate::services::now_ms;
 
 pub fn run(config: &Config, name: &str, limit: usize, json: bool) -> Result<Exit, CliError> {
-    let checked = flows::check_all(config)?;
-    if !checked.problems.is_empty() {
-        return Err(flows::problems_error(checked.problems));
-    }
-    let flow = checked
-        .flows
-        .iter()
-        .find(|f| f.name == name)
-        .ok_or_else(|| CliError::new(Exit::Usage, format!("there is no flow `{name}`")))?;
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| CliError::new(Exit::Failed, format!("cannot start the async runtime: {e}")))?;
-    let store = runtime.block_on(super::open_store(config))?;
-    let context = super::host_context(config, &checked.registry, &runtime, store.clone())?;
-    let source = config.connectors.get(&flow.source_connector).ok_or_else(|| {
-        CliError::new(
-            Exit::Usage,
-            format!("connector `{}` is not configured", flow.source_connector),
-        )
-    })?;
+    let prepared = flows::Prepared::new(config, name)?;
+    let flow = prepared.flow();
     // Only the source is opened: a dry run never touches the target.
-    let source = checked
-        .registry
-        .open(context.for_instance(&source.name, source.rate_limit), source)
-        .map(Arc::from)
-        .map_err(|e| {
-            CliError::new(
-                Exit::Failed,
-                format!("connector `{}` cannot be opened: {e}", flow.source_connector),
-            )
-        })?;
+    let source = prepared.open(config, &flow.source_connector)?;
+    let store = &prepared.store;
     let run = FlowRun {
         flow,
         source,
-        store: &store,
+        store,
         retry: config.delivery,
         clock: &now_ms,
     };
-    let planned = runtime
+    let planned = prepared
+        .runtime
         .block_on(run.dry_run(limit))
         .map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))?;
     let failing = planned.iter().filter(|p| p.error.is_some()).count();

@@ -235,6 +235,62 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+/// A checked configuration ready to run one flow: the runtime, the store, the host services,
+/// and a way to open the flow's connectors.
+pub(super) struct Prepared {
+    pub checked: Checked,
+    index: usize,
+    pub runtime: tokio::runtime::Runtime,
+    pub store: tether_core::store::Store,
+    context: std::sync::Arc<crate::services::HostContext>,
+}
+
+impl Prepared {
+    pub fn new(config: &Config, name: &str) -> Result<Prepared, CliError> {
+        let checked = check_all(config)?;
+        if !checked.problems.is_empty() {
+            return Err(problems_error(checked.problems));
+        }
+        let index = checked
+            .flows
+            .iter()
+            .position(|f| f.name == name)
+            .ok_or_else(|| CliError::new(Exit::Usage, format!("there is no flow `{name}`")))?;
+        let runtime = tokio::runtime::Runtime::new()
+            .map_err(|e| CliError::new(Exit::Failed, format!("cannot start the async runtime: {e}")))?;
+        let store = runtime.block_on(super::open_store(config))?;
+        let context = super::host_context(config, &checked.registry, &runtime, store.clone())?;
+        Ok(Prepared {
+            checked,
+            index,
+            runtime,
+            store,
+            context,
+        })
+    }
+
+    pub fn flow(&self) -> &Flow {
+        &self.checked.flows[self.index]
+    }
+
+    /// Opens a configured connector instance. Opening may read stored tokens, which blocks: call
+    /// it from this thread, never from a runtime worker.
+    pub fn open(&self, config: &Config, instance: &str) -> Result<std::sync::Arc<dyn tether_abi::Connector>, CliError> {
+        let connector = config.connectors.get(instance).ok_or_else(|| {
+            CliError::new(
+                Exit::Usage,
+                format!("connector `{instance}` is not in the configuration"),
+            )
+        })?;
+        let host = self.context.for_instance(instance, connector.rate_limit);
+        self.checked
+            .registry
+            .open(host, connector)
+            .map(std::sync::Arc::from)
+            .map_err(|e| CliError::new(Exit::Failed, format!("connector `{instance}` cannot be opened: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
