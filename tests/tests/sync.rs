@@ -386,3 +386,74 @@ fn a_target_needing_reconnection_pauses_the_flow_and_loses_nothing() {
         .clone();
     assert_eq!(b["token"], "needs_reconnect", "{b}");
 }
+
+fn backfill(config: &Path, args: &[&str]) -> (Option<i32>, Value, String) {
+    let output = Command::new(tether_bin())
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "backfill",
+            "copy-contacts",
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .expect("run tether backfill");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("no JSON report; stderr: {stderr}"));
+    (output.status.code(), report, stderr)
+}
+
+#[test]
+fn backfill_runs_windows_in_order_resumes_and_rewrites_nothing_unchanged() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ghl = emulator(&runtime, 25, 40);
+    let (a, b) = (
+        ghl.credentials.location_id.clone(),
+        ghl.credentials.other_location_id.clone(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &ghl);
+    let source = contacts_of(&ghl, &a);
+    let before_b = contacts_of(&ghl, &b).len();
+
+    // The seeded history spans 2025: five windows of 90 days, oldest first.
+    let year = ["--since", "2025-01-01", "--until", "2026-01-01", "--window", "90d"];
+    let (code, report, stderr) = backfill(&config, &year);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    let windows = report["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 5, "{report}");
+    let starts: Vec<&str> = windows.iter().filter_map(|w| w["since"].as_str()).collect();
+    let mut sorted = starts.clone();
+    sorted.sort();
+    assert_eq!(starts, sorted, "windows in order");
+    assert_eq!(starts[0], "2025-01-01T00:00:00.000Z");
+    assert_eq!(report["total"]["read"], source.len(), "{report}");
+    assert_eq!(report["total"]["written"], source.len(), "{report}");
+    let read_per_window: u64 = windows.iter().filter_map(|w| w["read"].as_u64()).sum();
+    assert_eq!(read_per_window as usize, source.len());
+    assert_eq!(contacts_of(&ghl, &b).len(), before_b + source.len());
+
+    // The same backfill again: every window completed before, nothing read.
+    let (code, report, _) = backfill(&config, &year);
+    assert_eq!(code, Some(0));
+    assert!(
+        report["windows"]
+            .as_array()
+            .expect("windows")
+            .iter()
+            .all(|w| w["resumed"] == true),
+        "{report}"
+    );
+    assert_eq!(report["total"]["read"], 0);
+
+    // Another range over the same history: read again, but nothing changed, so no writes.
+    let (code, report, _) = backfill(
+        &config,
+        &["--since", "2025-01-01", "--until", "2025-12-31", "--window", "120d"],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["total"]["written"], 0, "{report}");
+    assert_eq!(report["total"]["unchanged"], report["total"]["read"], "{report}");
+    assert_eq!(contacts_of(&ghl, &b).len(), before_b + source.len(), "no duplicates");
+}

@@ -83,6 +83,20 @@ pub struct SyncReport {
     pub warnings: Vec<String>,
 }
 
+/// What one backfill window did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WindowReport {
+    pub since: String,
+    pub until: String,
+    /// Completed by an earlier run that was stopped: not read again.
+    pub resumed: bool,
+    pub read: usize,
+    pub written: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub retrying: usize,
+}
+
 /// What `dry_run` would do with one record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlannedWrite {
@@ -104,6 +118,8 @@ pub struct FlowRun<'a> {
     pub flow: &'a Flow,
     pub source: Arc<dyn Connector>,
     pub store: &'a Store,
+    /// Backfill writes yield a shared rate budget to live ones.
+    pub priority: Priority,
     pub retry: RetryPolicy,
     pub clock: &'a (dyn Fn() -> i64 + Sync),
 }
@@ -153,6 +169,89 @@ impl FlowRun<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// History in windows `[since, since + window)`, oldest first, each read whole, queued and
+    /// delivered before the next. The end of each completed window is stored, so running the same
+    /// backfill again resumes after it. `on_window` hears of each window as it completes.
+    pub async fn backfill(
+        &self,
+        target: &Arc<dyn Connector>,
+        worker: &str,
+        (since_ms, until_ms, window_ms): (i64, i64, i64),
+        mut on_window: impl FnMut(&WindowReport),
+        total: &mut SyncReport,
+    ) -> Result<(), EngineError> {
+        let progress = format!("backfill:{}:{since_ms}:{until_ms}", self.flow.name);
+        let done_until = self
+            .store
+            .cursor(&progress)
+            .await?
+            .and_then(|c| c.parse::<i64>().ok())
+            .unwrap_or(since_ms);
+        let mut start = since_ms;
+        while start < until_ms {
+            let end = start.saturating_add(window_ms.max(1)).min(until_ms);
+            let mut window = WindowReport {
+                since: rfc3339(start),
+                until: rfc3339(end),
+                ..WindowReport::default()
+            };
+            if end <= done_until {
+                window.resumed = true;
+                on_window(&window);
+                start = end;
+                continue;
+            }
+            let mut report = SyncReport::default();
+            let mut page_token = None;
+            loop {
+                let request = ReadRequest {
+                    stream: self.flow.stream.clone(),
+                    position: ReadPosition::Window {
+                        since: window.since.clone(),
+                        until: window.until.clone(),
+                        page: page_token.take(),
+                    },
+                    limit: Some(PAGE),
+                    parent_id: None,
+                };
+                let source = Arc::clone(&self.source);
+                let page = blocking(move || source.read(request))
+                    .await
+                    .map_err(|error| EngineError::Source {
+                        stream: self.flow.stream.clone(),
+                        error,
+                    })?;
+                report.read += page.records.len();
+                let queued = self
+                    .store
+                    .enqueue(&self.flow.name, &page.records, None, (self.clock)())
+                    .await?;
+                report.queued += queued.inserted;
+                if !page.has_more || page.records.is_empty() || page.next.is_none() {
+                    break;
+                }
+                page_token = page.next;
+            }
+            self.deliver(target, worker, &mut report).await?;
+            window.read = report.read;
+            window.written = report.written;
+            window.unchanged = report.unchanged;
+            window.failed = report.dead;
+            window.retrying = report.retrying;
+            merge(total, report);
+            if total.paused.is_some() {
+                on_window(&window);
+                return Ok(());
+            }
+            self.store
+                .enqueue(&progress, &[], Some(&end.to_string()), (self.clock)())
+                .await?;
+            on_window(&window);
+            start = end;
+        }
+        Ok(())
     }
 
     /// Reads up to `limit` records from the stored cursor and maps them as delivery would,
@@ -280,7 +379,7 @@ impl FlowRun<'_> {
         }
         let request = WriteRequest {
             action: self.flow.action.clone(),
-            priority: Priority::Live,
+            priority: self.priority,
             target_id: link.as_ref().map(|l| l.target_id.clone()),
             parent_id: None,
             input: input.clone(),
@@ -331,6 +430,28 @@ impl FlowRun<'_> {
             }),
         }
     }
+}
+
+fn merge(total: &mut SyncReport, part: SyncReport) {
+    total.read += part.read;
+    total.queued += part.queued;
+    total.duplicates += part.duplicates;
+    total.written += part.written;
+    total.unchanged += part.unchanged;
+    total.skipped += part.skipped;
+    total.retrying += part.retrying;
+    total.dead += part.dead;
+    total.paused = total.paused.take().or(part.paused);
+    total.warnings.extend(part.warnings);
+}
+
+/// Milliseconds since the epoch of `YYYY-MM-DD` (UTC midnight) or an RFC 3339 time.
+pub fn parse_instant(text: &str) -> Option<i64> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(time.timestamp_millis());
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
 }
 
 /// Runs a blocking connector call on the blocking pool; a panic there is a `fatal` error.

@@ -18,6 +18,7 @@ pub fn run(config: &Config, name: &str, limit: usize, json: bool) -> Result<Exit
         source,
         store,
         retry: config.delivery,
+        priority: tether_abi::Priority::Live,
         clock: &now_ms,
     };
     let planned = prepared

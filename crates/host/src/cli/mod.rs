@@ -1,6 +1,7 @@
 //! The command line (shared/design/CLI.md): arguments, configuration lookup, exit codes.
 
 mod auth;
+mod backfill;
 mod dlq;
 mod dry_run;
 mod flows;
@@ -70,6 +71,21 @@ pub enum Command {
     /// One pass of a flow now: poll its source, deliver what is due, then exit.
     Sync {
         flow: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// History in date windows, oldest first, with a progress bar and a report per window;
+    /// running it again resumes after the last completed window.
+    Backfill {
+        flow: String,
+        /// Start, `YYYY-MM-DD` (UTC) or RFC 3339.
+        #[arg(long)]
+        since: String,
+        /// End (exclusive); default now.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value = "7d")]
+        window: String,
         #[arg(long)]
         json: bool,
     },
@@ -211,6 +227,22 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Check => flows::check(&cli.load_config()?),
         Command::Test { flow } => flows::test(&cli.load_config()?, flow.as_deref()),
         Command::Sync { flow, json } => sync::run(&cli.load_config()?, flow, *json),
+        Command::Backfill {
+            flow,
+            since,
+            until,
+            window,
+            json,
+        } => backfill::run(
+            &cli.load_config()?,
+            &backfill::BackfillArgs {
+                flow,
+                since,
+                until: until.as_deref(),
+                window,
+                json: *json,
+            },
+        ),
         Command::DryRun { flow, limit, json } => dry_run::run(&cli.load_config()?, flow, *limit, *json),
         Command::Status { json } => status::run(&cli.load_config()?, *json),
         Command::Dlq { command } => dlq::run(&cli.load_config()?, command),

@@ -17,6 +17,7 @@ pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
         source,
         store,
         retry: config.delivery,
+        priority: tether_abi::Priority::Live,
         clock: &now_ms,
     };
     let worker = format!("sync-{}", std::process::id());
