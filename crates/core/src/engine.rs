@@ -38,6 +38,9 @@ pub struct RetryPolicy {
     pub base_ms: i64,
     #[serde(rename = "max_backoff_ms")]
     pub max_ms: i64,
+    /// How long a claimed row belongs to its worker. A worker that dies (a crash, a kill) holds
+    /// its rows this long before another may take them; it must exceed one write's duration.
+    pub lease_ms: i64,
 }
 
 impl Default for RetryPolicy {
@@ -46,6 +49,7 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             base_ms: 1_000,
             max_ms: 15 * 60_000,
+            lease_ms: 5 * 60_000,
         }
     }
 }
@@ -126,7 +130,6 @@ pub struct FlowRun<'a> {
 
 const PAGE: u32 = 100;
 const CLAIM_BATCH: i64 = 50;
-const LEASE_MS: i64 = 5 * 60_000;
 /// How long a flow whose target refused its credentials waits before trying a row again.
 const PAUSE_MS: i64 = 5 * 60_000;
 
@@ -317,7 +320,13 @@ impl FlowRun<'_> {
         loop {
             let rows = self
                 .store
-                .claim(&self.flow.name, worker, CLAIM_BATCH, LEASE_MS, (self.clock)())
+                .claim(
+                    &self.flow.name,
+                    worker,
+                    CLAIM_BATCH,
+                    self.retry.lease_ms,
+                    (self.clock)(),
+                )
                 .await?;
             if rows.is_empty() {
                 break;
@@ -508,6 +517,7 @@ mod tests {
             max_attempts: 5,
             base_ms: 100,
             max_ms: 1_000,
+            lease_ms: 1_000,
         };
         for _ in 0..50 {
             assert!((50..=100).contains(&policy.next_attempt_in(1, None)));

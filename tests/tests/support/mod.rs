@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod ghl_flow;
+
 use std::sync::Arc;
 
 use tether_abi::Host;
