@@ -30,9 +30,26 @@ fn config_for(dir: &Path, plugins: &Path, flows: &Path) -> PathBuf {
 
 #[test]
 fn the_example_flows_check_and_their_fixtures_pass() {
-    let plugins = plugin_dir(&["tether-moloni"]);
+    let plugins = plugin_dir(tether_e2e::PLUGINS);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_for(dir.path(), plugins.path(), &workspace_root().join("config/flows"));
+    let flows_dir = workspace_root().join("config/flows");
+    let config = config_for(dir.path(), plugins.path(), &flows_dir);
+    // What check must have seen: every connector of the example, every flow file, every fixture.
+    let example = std::fs::read_to_string(workspace_root().join("config/tether.toml")).expect("example");
+    let connectors = example
+        .lines()
+        .filter(|l| l.starts_with("[connectors.") && !l.ends_with(".config]"))
+        .count();
+    let (mut flows, mut fixtures) = (0, 0);
+    for entry in std::fs::read_dir(&flows_dir).expect("flows") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            flows += 1;
+            let text = std::fs::read_to_string(&path).expect("flow");
+            fixtures += text.lines().filter(|l| l.trim() == "[[test]]").count();
+        }
+    }
+    assert!(flows >= 10 && fixtures >= flows, "{flows} flows, {fixtures} fixtures");
     let check = run(&["--config", &config.display().to_string(), "check"]);
     assert_eq!(
         check.status.code(),
@@ -40,16 +57,25 @@ fn the_example_flows_check_and_their_fixtures_pass() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok: 2 connectors, 1 flow, 3 fixture tests"));
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "ok: {connectors} connectors, {flows} flows, {fixtures} fixture tests"
+        )),
+        "{stdout}"
+    );
     let test = run(&["--config", &config.display().to_string(), "test"]);
     let stdout = String::from_utf8_lossy(&test.stdout);
     assert_eq!(test.status.code(), Some(0), "{stdout}");
-    assert!(stdout.trim_end().ends_with("3 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with(&format!("{fixtures} passed, 0 failed")),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_failing_fixture_shows_a_diff_and_exits_1() {
-    let plugins = plugin_dir(&["tether-moloni"]);
+    let plugins = plugin_dir(tether_e2e::PLUGINS);
     let dir = tempfile::tempdir().expect("tempdir");
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).expect("flows dir");
@@ -71,7 +97,7 @@ fn a_failing_fixture_shows_a_diff_and_exits_1() {
         stdout.contains("  - firstName = \"Ana\"\n  + firstName = \"Ana Sofia\""),
         "{stdout}"
     );
-    assert!(stdout.trim_end().ends_with("2 passed, 1 failed"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("3 passed, 1 failed"), "{stdout}");
 }
 
 #[test]
@@ -84,7 +110,7 @@ fn every_broken_flow_file_is_refused_with_its_place() {
         .collect();
     files.sort();
     assert!(files.len() >= 30, "the corpus holds {} files", files.len());
-    let plugins = plugin_dir(&["tether-moloni"]);
+    let plugins = plugin_dir(tether_e2e::PLUGINS);
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("read");

@@ -45,16 +45,12 @@ fn three_plugins_load_side_by_side_and_each_answers_as_itself() {
     // And calls reach the right library.
     let host = support::host();
     for plugin in &set.loaded {
-        let connector = plugin
-            .open(host.host(&plugin.manifest.name), &OpenRequest::default())
-            .expect("open");
-        let error = connector
-            .check()
-            .expect_err("these plugins only describe themselves so far");
-        assert!(
-            error.message.contains(&format!("the {} plugin", plugin.manifest.name)),
-            "{error}"
-        );
+        // Without config a plugin refuses to open, or (a stub) to work: either way it names itself.
+        let error = match plugin.open(host.host(&plugin.manifest.name), &OpenRequest::default()) {
+            Ok(connector) => connector.check().expect_err("a connector without config cannot check"),
+            Err(error) => error,
+        };
+        assert!(error.message.to_lowercase().contains(&plugin.manifest.name), "{error}");
     }
 }
 

@@ -380,3 +380,55 @@ fn backfill_runs_windows_in_order_resumes_and_rewrites_nothing_unchanged() {
     assert_eq!(report["total"]["unchanged"], report["total"]["read"], "{report}");
     assert_eq!(contacts_of(&ghl, &b).len(), before_b + source.len(), "no duplicates");
 }
+
+/// Write verification: GHL's upsert into an existing contact answers 200 but discards `gender`
+/// (ISS#313). Each such write is stored as a warning event naming the flow, record and field,
+/// and `tether sync` prints it.
+#[test]
+fn a_field_the_target_silently_dropped_becomes_a_stored_warning() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ghl = emulator(&runtime, 29, 12);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &ghl);
+    let (code, first, stderr) = sync(&config);
+    assert_eq!(code, Some(0), "{first} {stderr}");
+    let written = first["written"].as_u64().unwrap_or(0);
+    assert!(written > 0, "{first}");
+    assert!(!stderr.contains("did not keep"), "a create keeps every field: {stderr}");
+
+    // The same contacts, now with a gender: upserts into existing contacts.
+    let flow = dir.path().join("flows/copy-contacts.toml");
+    let text = std::fs::read_to_string(&flow).expect("flow");
+    std::fs::write(
+        &flow,
+        text.replace("[mapping.fields]\n", "[mapping.fields]\ngender = \"'female'\"\n"),
+    )
+    .expect("flow");
+    // A backfill reads them all again; their mapped content changed, so each is written.
+    let (code, report, stderr) = backfill(
+        &config,
+        &["--since", "2025-01-01", "--until", "2026-01-01", "--window", "400d"],
+    );
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    let second = &report["total"];
+    assert_eq!(second["written"].as_u64(), Some(written), "{report}");
+    assert_eq!(
+        second["warnings"].as_array().map(Vec::len),
+        Some(written as usize),
+        "{second}"
+    );
+    assert!(stderr.contains("the target did not keep field `gender`"), "{stderr}");
+    let warnings = runtime.block_on(async {
+        let store = tether_core::store::Store::open(&format!("sqlite://{}", dir.path().join("state.sqlite").display()))
+            .await
+            .expect("store");
+        store
+            .events(Some("copy-contacts"), Some(tether_core::store::EventKind::Warning), 100)
+            .await
+            .expect("events")
+    });
+    assert_eq!(warnings.len(), written as usize);
+    assert!(warnings
+        .iter()
+        .all(|w| w.detail.as_deref().is_some_and(|d| d.contains("`gender`")) && w.target_id.is_some()));
+}

@@ -1,13 +1,18 @@
 //! `cargo xtask bench`: runs the benchmarks and prints one table (or JSON), each figure with its
-//! target and the machine's core count. Two runs: the criterion benches (`boundary`), then the
-//! `ghl_rate` load process, which writes `target/bench/ghl_rate.json`.
+//! target and the machine's core count. Three runs: the criterion benches (`boundary`), then the
+//! `ghl_rate` and `backfill` load processes, which write `target/bench/<name>.json`.
 
 use std::process::{Command, Stdio};
 
 use tether_e2e::{target_dir, workspace_root};
 
+/// Peak RSS of the host must stay under this at every size.
+const RSS_LIMIT_MB: f64 = 100.0;
+/// "Flat": the largest size's peak RSS at most this many times the smallest size's.
+const RSS_FLAT_RATIO: f64 = 1.5;
+
 struct Row {
-    name: &'static str,
+    name: String,
     figure: String,
     target: &'static str,
     met: Option<bool>,
@@ -19,14 +24,7 @@ pub fn run(json: bool) -> Result<(), String> {
     let across = mean_ns("plugin_call_1kb", "across_boundary")?;
     let extra_us = (across - in_process) / 1_000.0;
 
-    // A failed run must not leave the last run's figures to be read as this one's.
-    let ghl_file = target_dir().join("bench").join("ghl_rate.json");
-    match std::fs::remove_file(&ghl_file) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot remove {}: {e}", ghl_file.display())),
-    }
-    cargo_bench(&["--bench", "ghl_rate"], json)?;
+    let ghl_file = load_process("ghl_rate", json)?;
     let ghl = read_json(&ghl_file)?;
     let ratio = ghl["ratio"]
         .as_f64()
@@ -35,38 +33,42 @@ pub fn run(json: bool) -> Result<(), String> {
         .as_u64()
         .ok_or_else(|| format!("{}: no count `responses_429`", ghl_file.display()))?;
 
-    let rows = [
+    let backfill_file = load_process("backfill", json)?;
+    let backfill = read_json(&backfill_file)?;
+
+    let mut rows = vec![
         Row {
-            name: "plugin call, 1 KB record, in-process",
+            name: "plugin call, 1 KB record, in-process".into(),
             figure: format!("{:.2} µs", in_process / 1_000.0),
             target: "-",
             met: None,
         },
         Row {
-            name: "plugin call, 1 KB record, across .so",
+            name: "plugin call, 1 KB record, across .so".into(),
             figure: format!("{:.2} µs", across / 1_000.0),
             target: "-",
             met: None,
         },
         Row {
-            name: "plugin call, 1 KB record, extra cost",
+            name: "plugin call, 1 KB record, extra cost".into(),
             figure: format!("{extra_us:.2} µs"),
             target: "≤ 2 µs",
             met: Some(extra_us <= 2.0),
         },
         Row {
-            name: "GHL calls under real limits, achieved/ideal",
+            name: "GHL calls under real limits, achieved/ideal".into(),
             figure: format!("{ratio:.3}"),
             target: ">= 0.95",
             met: Some(ratio >= 0.95),
         },
         Row {
-            name: "GHL calls under real limits, 429 responses",
+            name: "GHL calls under real limits, 429 responses".into(),
             figure: throttled.to_string(),
             target: "0",
             met: Some(throttled == 0),
         },
     ];
+    rows.extend(backfill_rows(&backfill).map_err(|e| format!("{}: {e}", backfill_file.display()))?);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     if json {
         let rows: Vec<_> = rows
@@ -76,7 +78,7 @@ pub fn run(json: bool) -> Result<(), String> {
         println!("{}", serde_json::json!({ "cores": cores, "rows": rows }));
     } else {
         println!(
-            "\n{:<44} {:>12} {:>10} {:>5} {:>6}",
+            "\n{:<68} {:>12} {:>10} {:>5} {:>6}",
             "benchmark", "figure", "target", "met", "cores"
         );
         for r in &rows {
@@ -86,12 +88,120 @@ pub fn run(json: bool) -> Result<(), String> {
                 None => "",
             };
             println!(
-                "{:<44} {:>12} {:>10} {:>5} {:>6}",
+                "{:<68} {:>12} {:>10} {:>5} {:>6}",
                 r.name, r.figure, r.target, met, cores
             );
         }
     }
     Ok(())
+}
+
+/// Runs the load process `name` and returns the file it writes, `target/bench/<name>.json`.
+fn load_process(name: &str, json: bool) -> Result<std::path::PathBuf, String> {
+    // A failed run must not leave the last run's figures to be read as this one's.
+    let file = target_dir().join("bench").join(format!("{name}.json"));
+    match std::fs::remove_file(&file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove {}: {e}", file.display())),
+    }
+    cargo_bench(&["--bench", name], json)?;
+    Ok(file)
+}
+
+/// Rows from `backfill.json`: throughput, writes on an unchanged re-run, calls per record, and
+/// the host's peak RSS per size (a run stopped at the time limit says so in its row).
+fn backfill_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
+    let number = |value: &serde_json::Value, what: &str| value.as_f64().ok_or_else(|| format!("no number `{what}`"));
+    let first = &report["first_run"];
+    let rerun = &report["rerun"];
+    let read = number(&first["read"], "first_run.read")?;
+    let dead = number(&first["dead"], "first_run.dead")?;
+    let rerun_writes = number(&rerun["ghl_writes"], "rerun.ghl_writes")?;
+    let mut rows = vec![
+        Row {
+            name: format!("backfill, {read} Moloni customers → GHL, written ({dead} dead)"),
+            figure: format!(
+                "{:.0} rec/s",
+                number(&first["records_per_s"], "first_run.records_per_s")?
+            ),
+            target: "-",
+            met: None,
+        },
+        Row {
+            name: "backfill, API calls to GHL per new record".into(),
+            figure: format!(
+                "{:.2}",
+                number(&first["ghl_calls_per_record"], "first_run.ghl_calls_per_record")?
+            ),
+            target: "-",
+            met: None,
+        },
+        Row {
+            name: format!(
+                "backfill re-run, unchanged ({} read): write calls",
+                number(&rerun["read"], "rerun.read")?
+            ),
+            figure: format!("{rerun_writes}"),
+            target: "0",
+            met: Some(rerun_writes == 0.0),
+        },
+    ];
+    // The first run is one more size for the memory rows.
+    let mut sizes = report["rss"].as_array().ok_or("no list `rss`")?.clone();
+    sizes.push(serde_json::json!({
+        "records": first["read"],
+        "completed": true,
+        "seconds": first["seconds"],
+        "written": first["written"],
+        "peak_rss_kb": first["peak_rss_kb"],
+    }));
+    sizes.sort_by(|a, b| {
+        a["records"]
+            .as_f64()
+            .partial_cmp(&b["records"].as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let limit_s = number(&report["rss_limit_seconds"], "rss_limit_seconds")?;
+    let mut complete_peaks = Vec::new();
+    for size in &sizes {
+        let records = number(&size["records"], "rss[].records")?;
+        let peak_mb = number(&size["peak_rss_kb"], "rss[].peak_rss_kb")? / 1024.0;
+        let completed = size["completed"].as_bool().ok_or("no bool `rss[].completed`")?;
+        let seconds = number(&size["seconds"], "rss[].seconds")?;
+        let (name, met) = if completed {
+            complete_peaks.push(peak_mb);
+            (
+                format!("backfill peak RSS, {records} records ({seconds:.0} s)"),
+                Some(peak_mb <= RSS_LIMIT_MB),
+            )
+        } else {
+            // A stopped run's peak is a lower bound: it can only prove the limit exceeded.
+            let written = number(&size["written"], "rss[].written")?;
+            (
+                format!("backfill peak RSS, {records} records: STOPPED at {limit_s} s, {written} written"),
+                (peak_mb > RSS_LIMIT_MB).then_some(false),
+            )
+        };
+        rows.push(Row {
+            name,
+            figure: format!("{peak_mb:.1} MB"),
+            target: "≤ 100 MB",
+            met,
+        });
+    }
+    if let (Some(smallest), Some(largest)) = (complete_peaks.first(), complete_peaks.last()) {
+        if complete_peaks.len() > 1 {
+            let ratio = largest / smallest;
+            rows.push(Row {
+                name: "backfill peak RSS, largest size / smallest size".into(),
+                figure: format!("×{ratio:.2}"),
+                target: "flat ≤ ×1.5",
+                met: Some(ratio <= RSS_FLAT_RATIO),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// `cargo bench -p tether-e2e ARGS`. With `--json` the benches' own output goes to stderr, so
@@ -131,4 +241,34 @@ fn mean_ns(group: &str, function: &str) -> Result<f64, String> {
     estimates["mean"]["point_estimate"]
         .as_f64()
         .ok_or_else(|| format!("{}: no mean estimate", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backfill_rows_judge_writes_memory_and_stopped_runs() {
+        let report = serde_json::json!({
+            "first_run": {"read": 2000, "written": 2000, "dead": 0, "seconds": 8.0, "records_per_s": 250.0,
+                          "ghl_calls_per_record": 1.0, "peak_rss_kb": 40960},
+            "rerun": {"read": 2000, "ghl_writes": 3},
+            "rss": [
+                {"records": 1000, "completed": true, "seconds": 4.0, "written": 1000, "peak_rss_kb": 20480},
+                {"records": 9000, "completed": false, "seconds": 600.0, "written": 500, "peak_rss_kb": 153600},
+            ],
+            "rss_limit_seconds": 600,
+        });
+        let rows = backfill_rows(&report).expect("rows");
+        let row = |start: &str| rows.iter().find(|r| r.name.starts_with(start)).expect(start);
+        assert_eq!(row("backfill re-run").met, Some(false), "3 writes is not 0");
+        assert_eq!(row("backfill peak RSS, 1000 records").met, Some(true));
+        assert_eq!(row("backfill peak RSS, 2000 records").figure, "40.0 MB");
+        let stopped = row("backfill peak RSS, 9000 records");
+        assert!(stopped.name.contains("STOPPED"), "{}", stopped.name);
+        assert_eq!(stopped.met, Some(false), "150 MB before the stop is over the limit");
+        assert_eq!(row("backfill peak RSS, largest").figure, "×2.00");
+        assert_eq!(row("backfill peak RSS, largest").met, Some(false));
+        assert!(backfill_rows(&serde_json::json!({})).is_err());
+    }
 }

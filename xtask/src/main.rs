@@ -35,7 +35,23 @@ fn plugins() -> Result<std::path::PathBuf, String> {
     Ok(dir)
 }
 
-/// Builds everything, starts the sandbox, and shows what the host sees.
+/// The example flows the demo runs once each, parents before their children. Webhook-driven flows
+/// (GHL tasks into AroFlo, MLOFLO's task echo) need `tether run`; the demo leaves them to it.
+const DEMO_FLOWS: &[&str] = &[
+    "moloni-customers",
+    "moloni-invoice-note",
+    "moloni-invoice-task",
+    "aroflo-clients",
+    "aroflo-contacts",
+    "aroflo-clientnotes",
+    "mloflo-contacts",
+    "mloflo-notes",
+    "mloflo-milestones",
+    "mloflo-csv-contacts",
+];
+
+/// Builds everything, starts the sandbox on its fixed ports, runs the example flows against it
+/// once, and prints what they did and the host's status.
 fn demo() -> Result<(), String> {
     let dir = plugins()?;
     let built = cargo_build(Profile::Release, &["tether"])?;
@@ -46,40 +62,78 @@ fn demo() -> Result<(), String> {
         run(&tether, &[listing, "--plugins-dir", &plugins_dir])?;
     }
 
-    // The example flow, checked against the plugins' manifests and its fixture tests run.
+    // The example flows, checked against the plugins' manifests and their fixture tests run.
     for command in ["check", "test"] {
         println!("\n$ tether --config config/tether.toml {command}");
         run(&tether, &["--config", "config/tether.toml", command])?;
     }
 
-    println!("\n$ tether sandbox --seed 25 --ghl 127.0.0.1:0");
+    // The sandbox starts from its seed every time, so the demo's state must too: links from an
+    // earlier run would name records this sandbox never had.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(target_dir().join(format!("tether-demo.sqlite{suffix}")));
+    }
+    // config/tether.toml points at the sandbox's default ports, with credentials from its seed.
+    println!("\n$ tether sandbox --seed 25");
     let mut sandbox = Command::new(&tether)
-        .args(["sandbox", "--seed", "25", "--ghl", "127.0.0.1:0"])
+        .args(["sandbox", "--seed", "25"])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the sandbox: {e}"))?;
-    let banner = sandbox.stdout.take().map(|out| {
-        BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .take_while(|line| !line.starts_with("Moloni"))
-            .collect::<Vec<_>>()
-    });
-    let _ = sandbox.kill();
-    let _ = sandbox.wait();
-    let banner = banner.unwrap_or_default();
-    if !banner.iter().any(|line| line.starts_with("GoHighLevel")) {
-        return Err("the sandbox did not come up".to_owned());
+    let mut lines = sandbox
+        .stdout
+        .take()
+        .map(|out| BufReader::new(out).lines().map_while(Result::ok));
+    let mut banner = Vec::new();
+    if let Some(lines) = lines.as_mut() {
+        for line in lines.by_ref() {
+            let last = line.starts_with("  seeded") && banner.iter().any(|l: &String| l.starts_with("MLOFLO"));
+            banner.push(line);
+            if last {
+                break;
+            }
+        }
     }
-    for line in banner {
+    if !banner.iter().any(|line| line.starts_with("MLOFLO")) {
+        let _ = sandbox.kill();
+        let _ = sandbox.wait();
+        return Err("the sandbox did not come up (are ports 7701-7704 free?)".to_owned());
+    }
+    for line in &banner {
         println!("{line}");
     }
+    let mut failed = Vec::new();
+    for flow in DEMO_FLOWS {
+        println!("\n$ tether --config config/tether.toml sync {flow}");
+        // Exit 1 is the work reporting records it could not deliver (the sample CSV has bad rows
+        // on purpose): they are in the dead-letter list, which the demo shows. Anything else failed.
+        match Command::new(&tether)
+            .args(["--config", "config/tether.toml", "sync", flow])
+            .current_dir(workspace_root())
+            .status()
+        {
+            Ok(status) if status.success() || status.code() == Some(1) => {}
+            Ok(status) => failed.push(format!("{flow}: exited with {status}")),
+            Err(e) => failed.push(format!("{flow}: cannot run tether: {e}")),
+        }
+    }
+    println!("\n$ tether --config config/tether.toml dlq list");
+    let _ = run(&tether, &["--config", "config/tether.toml", "dlq", "list"]);
+    println!("\n$ tether --config config/tether.toml status");
+    let status = run(&tether, &["--config", "config/tether.toml", "status"]);
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
+    status?;
     println!(
-        "\nThe sandbox answered and was stopped. Keep it up with `{} sandbox`; `tether sync FLOW` runs a flow \
-         once (the Moloni, AroFlo and MLOFLO plugins cannot read yet, so their flows only check and test).",
+        "\nThe sandbox was stopped. Keep it up with `{0} sandbox`, then `{0} --config config/tether.toml run` \
+         runs every flow continuously (pollers, webhooks at http://127.0.0.1:7700/webhooks/CONNECTOR).",
         tether.display()
     );
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("some example flows failed:\n  {}", failed.join("\n  ")))
+    }
 }
 
 fn run(program: &Path, args: &[&str]) -> Result<(), String> {

@@ -13,13 +13,14 @@ use std::sync::Arc;
 
 use rand::Rng;
 use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tether_abi::{
-    Connector, ConnectorError, ErrorKind, Fields, Page, Priority, ReadPosition, ReadRequest, WriteRequest,
+    Connector, ConnectorError, ErrorKind, Fields, Page, Priority, ReadPosition, ReadRequest, Record, WriteRequest,
 };
 
-use crate::flow::Flow;
-use crate::store::{Claimed, LinkKey, LinkRow, Outcome, Store, StoreError};
+use crate::flow::{ConflictPolicy, Flow, Relations};
+use crate::store::{Claimed, EventKind, LinkKey, LinkRow, NewEvent, Outcome, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -81,6 +82,10 @@ pub struct SyncReport {
     pub skipped: usize,
     pub retrying: usize,
     pub dead: usize,
+    /// Our own writes coming back from the target system, not synced back.
+    pub echoes: usize,
+    /// Changes not written because a two-way conflict policy gave the target precedence.
+    pub conflicts: usize,
     /// Delivery stopped because the target refused its credentials; the rows stay queued.
     pub paused: Option<String>,
     /// Fields the target silently dropped, one line each.
@@ -120,6 +125,8 @@ pub struct PlannedWrite {
 /// that writes.
 pub struct FlowRun<'a> {
     pub flow: &'a Flow,
+    /// Where its records meet other flows' links: [`crate::flow::relations`].
+    pub relations: &'a Relations,
     pub source: Arc<dyn Connector>,
     pub store: &'a Store,
     /// Backfill writes yield a shared rate budget to live ones.
@@ -134,33 +141,28 @@ const CLAIM_BATCH: i64 = 50;
 const PAUSE_MS: i64 = 5 * 60_000;
 
 impl FlowRun<'_> {
-    fn source_system(&self) -> String {
-        format!("{}/{}", self.flow.source_connector, self.flow.stream)
-    }
-
-    /// The target record kind: `contact` of `contact.upsert`.
-    fn target_system(&self) -> String {
-        let kind = self.flow.action.split('.').next().unwrap_or(&self.flow.action);
-        format!("{}/{kind}", self.flow.target_connector)
+    /// Reads one page of the source stream on the blocking pool.
+    async fn read_page(&self, position: ReadPosition, limit: u32) -> Result<Page, EngineError> {
+        let request = ReadRequest {
+            stream: self.flow.stream.clone(),
+            position,
+            limit: Some(limit),
+            parent_id: None,
+        };
+        let source = Arc::clone(&self.source);
+        blocking(move || source.read(request))
+            .await
+            .map_err(|error| EngineError::Source {
+                stream: self.flow.stream.clone(),
+                error,
+            })
     }
 
     /// Reads the source from the stored cursor until it has nothing more, queuing each page.
     pub async fn poll(&self, report: &mut SyncReport) -> Result<(), EngineError> {
         loop {
             let cursor = self.store.cursor(&self.flow.name).await?;
-            let request = ReadRequest {
-                stream: self.flow.stream.clone(),
-                position: ReadPosition::Cursor { cursor },
-                limit: Some(PAGE),
-                parent_id: None,
-            };
-            let source = Arc::clone(&self.source);
-            let page: Page = blocking(move || source.read(request))
-                .await
-                .map_err(|error| EngineError::Source {
-                    stream: self.flow.stream.clone(),
-                    error,
-                })?;
+            let page = self.read_page(ReadPosition::Cursor { cursor }, PAGE).await?;
             report.read += page.records.len();
             let queued = self
                 .store
@@ -209,23 +211,12 @@ impl FlowRun<'_> {
             let mut report = SyncReport::default();
             let mut page_token = None;
             loop {
-                let request = ReadRequest {
-                    stream: self.flow.stream.clone(),
-                    position: ReadPosition::Window {
-                        since: window.since.clone(),
-                        until: window.until.clone(),
-                        page: page_token.take(),
-                    },
-                    limit: Some(PAGE),
-                    parent_id: None,
+                let position = ReadPosition::Window {
+                    since: window.since.clone(),
+                    until: window.until.clone(),
+                    page: page_token.take(),
                 };
-                let source = Arc::clone(&self.source);
-                let page = blocking(move || source.read(request))
-                    .await
-                    .map_err(|error| EngineError::Source {
-                        stream: self.flow.stream.clone(),
-                        error,
-                    })?;
+                let page = self.read_page(position, PAGE).await?;
                 report.read += page.records.len();
                 let queued = self
                     .store
@@ -254,6 +245,11 @@ impl FlowRun<'_> {
             on_window(&window);
             start = end;
         }
+        // Rows of earlier windows that came due again (a retry, a claim a killed run held)
+        // are delivered too, so a finished backfill leaves nothing due behind.
+        let mut rest = SyncReport::default();
+        self.deliver(target, worker, &mut rest).await?;
+        merge(total, rest);
         Ok(())
     }
 
@@ -263,26 +259,13 @@ impl FlowRun<'_> {
         let mut cursor = self.store.cursor(&self.flow.name).await?;
         let mut planned = Vec::new();
         while planned.len() < limit {
-            let request = ReadRequest {
-                stream: self.flow.stream.clone(),
-                position: ReadPosition::Cursor { cursor: cursor.clone() },
-                limit: Some(PAGE.min(u32::try_from(limit - planned.len()).unwrap_or(PAGE))),
-                parent_id: None,
-            };
-            let source = Arc::clone(&self.source);
-            let page = blocking(move || source.read(request))
-                .await
-                .map_err(|error| EngineError::Source {
-                    stream: self.flow.stream.clone(),
-                    error,
-                })?;
+            let wanted = PAGE.min(u32::try_from(limit - planned.len()).unwrap_or(PAGE));
+            let page = self
+                .read_page(ReadPosition::Cursor { cursor: cursor.clone() }, wanted)
+                .await?;
             let now = rfc3339((self.clock)());
             for record in page.records.iter().take(limit - planned.len()) {
-                let key = LinkKey {
-                    source: self.source_system(),
-                    source_id: record.id.clone(),
-                    target: self.target_system(),
-                };
+                let key = self.link_key(&record.id);
                 let link = self.store.link(&key).await?;
                 let input = self.flow.mapping.apply(record, &now).map_err(|e| e.to_string());
                 let unchanged = match (&input, &link) {
@@ -293,9 +276,10 @@ impl FlowRun<'_> {
                     Ok(input) => (Some(input), None),
                     Err(error) => (None, Some(error)),
                 };
+                let action = self.flow.action_for(link.is_some()).to_owned();
                 planned.push(PlannedWrite {
                     source_id: record.id.clone(),
-                    action: self.flow.action.clone(),
+                    action,
                     target_id: link.map(|l| l.target_id),
                     input,
                     error,
@@ -308,6 +292,14 @@ impl FlowRun<'_> {
             cursor = page.next;
         }
         Ok(planned)
+    }
+
+    fn link_key(&self, source_id: &str) -> LinkKey {
+        LinkKey {
+            source: self.flow.source_system(),
+            source_id: source_id.to_owned(),
+            target: self.flow.target_system(),
+        }
     }
 
     /// Delivers every row due now; rows waiting for a retry stay queued.
@@ -334,20 +326,36 @@ impl FlowRun<'_> {
             for row in rows {
                 // Once the target has refused its credentials, every row would meet the same
                 // refusal: the rest of the batch waits without a call.
-                let outcome = match &report.paused {
-                    Some(error) => Outcome::Paused {
-                        at_ms: (self.clock)() + PAUSE_MS,
-                        error: error.clone(),
-                    },
-                    None => self.deliver_one(target, &row, report).await?,
+                let (outcome, events) = match &report.paused {
+                    Some(error) => (
+                        Outcome::Paused {
+                            at_ms: (self.clock)() + PAUSE_MS,
+                            error: error.clone(),
+                        },
+                        Vec::new(),
+                    ),
+                    None => {
+                        let mut events = Vec::new();
+                        let outcome = self.deliver_one(target, worker, &row, report, &mut events).await?;
+                        (outcome, events)
+                    }
                 };
+                let mut events: Vec<NewEvent> = events;
                 match &outcome {
-                    Outcome::Retry { .. } => report.retrying += 1,
-                    Outcome::Dead { .. } => report.dead += 1,
+                    Outcome::Retry { error, .. } => {
+                        report.retrying += 1;
+                        events.push(self.event(&row.source_id, None, EventKind::Retry, Some(error.clone())));
+                    }
+                    Outcome::Dead { error } => {
+                        report.dead += 1;
+                        events.push(self.event(&row.source_id, None, EventKind::Dead, Some(error.clone())));
+                    }
                     Outcome::Paused { error, .. } => report.paused = Some(error.clone()),
                     Outcome::Delivered { .. } => {}
                 }
-                self.store.finish(row.id, worker, &outcome, (self.clock)()).await?;
+                self.store
+                    .finish_recording(row.id, worker, &outcome, &events, (self.clock)())
+                    .await?;
             }
             if report.paused.is_some() {
                 break;
@@ -356,11 +364,37 @@ impl FlowRun<'_> {
         Ok(())
     }
 
+    fn event(&self, source_id: &str, target_id: Option<String>, kind: EventKind, detail: Option<String>) -> NewEvent {
+        NewEvent {
+            flow: self.flow.name.clone(),
+            source_id: source_id.to_owned(),
+            target_id,
+            kind,
+            detail,
+        }
+    }
+
+    /// A failure worth trying again, until the attempt limit makes it a dead letter.
+    fn retry_or_dead(&self, row: &Claimed, now: i64, retry_after: Option<u64>, error: String) -> Outcome {
+        if row.attempts < self.retry.max_attempts {
+            Outcome::Retry {
+                at_ms: now + self.retry.next_attempt_in(row.attempts, retry_after),
+                error,
+            }
+        } else {
+            Outcome::Dead {
+                error: format!("{error} (after {} attempts)", row.attempts),
+            }
+        }
+    }
+
     async fn deliver_one(
         &self,
         target: &Arc<dyn Connector>,
+        worker: &str,
         row: &Claimed,
         report: &mut SyncReport,
+        events: &mut Vec<NewEvent>,
     ) -> Result<Outcome, EngineError> {
         let now = (self.clock)();
         let input = match self.flow.mapping.apply(&row.record, &rfc3339(now)) {
@@ -373,37 +407,81 @@ impl FlowRun<'_> {
         };
         if row.record.deleted && !self.flow.action.ends_with(".delete") {
             report.skipped += 1;
+            events.push(self.event(
+                &row.source_id,
+                None,
+                EventKind::Skipped,
+                Some("deleted at the source".into()),
+            ));
             return Ok(Outcome::Delivered { link: None });
         }
-        let key = LinkKey {
-            source: self.source_system(),
-            source_id: row.source_id.clone(),
-            target: self.target_system(),
+        let parent_id = match self.parent_target(&row.record).await? {
+            ParentState::None => None,
+            ParentState::Linked(id) => Some(id),
+            ParentState::Missing(why) => return Ok(Outcome::Dead { error: why }),
+            ParentState::Waiting(why) => return Ok(self.retry_or_dead(row, now, None, why)),
         };
+        if let Some(written) = self.echo_of(&row.record).await? {
+            report.echoes += 1;
+            events.push(self.event(
+                &row.source_id,
+                Some(written),
+                EventKind::Echo,
+                Some("our own write coming back: not synced back".into()),
+            ));
+            return Ok(Outcome::Delivered { link: None });
+        }
+        let key = self.link_key(&row.source_id);
         let link = self.store.link(&key).await?;
+        if let (Some(policy), Some(link)) = (self.flow.conflict, &link) {
+            if let Some(why) = self.conflict_lost(policy, &row.record, link).await? {
+                report.conflicts += 1;
+                events.push(self.event(
+                    &row.source_id,
+                    Some(link.target_id.clone()),
+                    EventKind::Conflict,
+                    Some(why),
+                ));
+                return Ok(Outcome::Delivered { link: None });
+            }
+        }
         let hash = content_hash(&input);
         if link.as_ref().and_then(|l| l.written_hash.as_deref()) == Some(hash.as_str()) {
             report.unchanged += 1;
             return Ok(Outcome::Delivered { link: None });
         }
+        let action = self.flow.action_for(link.is_some()).to_owned();
         let request = WriteRequest {
-            action: self.flow.action.clone(),
+            action,
             priority: self.priority,
             target_id: link.as_ref().map(|l| l.target_id.clone()),
-            parent_id: None,
+            parent_id,
             input: input.clone(),
         };
-        let target = Arc::clone(target);
-        match blocking(move || target.write(request)).await {
+        match self.write_holding_claim(target, worker, row, request).await? {
             Ok(written) => {
                 report.written += 1;
+                let target_id = written.target_id.or(link.map(|l| l.target_id));
+                let sent = serde_json::to_string(&input).unwrap_or_default();
+                events.push(self.event(
+                    &row.source_id,
+                    target_id.clone(),
+                    EventKind::Written,
+                    Some(sent.clone()),
+                ));
                 for field in dropped_fields(&input, &written.returned) {
-                    report.warnings.push(format!(
+                    let warning = format!(
                         "flow `{}`, record {}: the target did not keep field `{field}`",
                         self.flow.name, row.source_id
+                    );
+                    events.push(self.event(
+                        &row.source_id,
+                        target_id.clone(),
+                        EventKind::Warning,
+                        Some(warning.clone()),
                     ));
+                    report.warnings.push(warning);
                 }
-                let target_id = written.target_id.or(link.map(|l| l.target_id));
                 Ok(Outcome::Delivered {
                     link: target_id.map(|target_id| {
                         (
@@ -411,6 +489,8 @@ impl FlowRun<'_> {
                             LinkRow {
                                 target_id,
                                 written_hash: Some(hash),
+                                written: Some(sent),
+                                source_updated_at: row.record.updated_at.clone(),
                             },
                         )
                     }),
@@ -423,22 +503,210 @@ impl FlowRun<'_> {
                     self.flow.target_connector, error.message
                 ),
             }),
-            Err(error) if error.kind.is_retryable() && row.attempts < self.retry.max_attempts => {
+            Err(error) if error.kind.is_retryable() => {
                 let retry_after = match error.kind {
                     ErrorKind::RateLimited { retry_after_ms } => retry_after_ms,
                     _ => None,
                 };
-                let at_ms = now + self.retry.next_attempt_in(row.attempts, retry_after);
-                Ok(Outcome::Retry {
-                    at_ms,
-                    error: error.to_string(),
-                })
+                Ok(self.retry_or_dead(row, now, retry_after, error.to_string()))
             }
             Err(error) => Ok(Outcome::Dead {
                 error: format!("{error} (after {} attempts)", row.attempts),
             }),
         }
     }
+
+    /// Writes on the blocking pool, renewing the row's claim while the call lasts so a slow
+    /// target never lets another worker take the row and write it a second time.
+    async fn write_holding_claim(
+        &self,
+        target: &Arc<dyn Connector>,
+        worker: &str,
+        row: &Claimed,
+        request: WriteRequest,
+    ) -> Result<Result<tether_abi::WriteResult, ConnectorError>, EngineError> {
+        let target = Arc::clone(target);
+        let write = blocking(move || target.write(request));
+        tokio::pin!(write);
+        let every = std::time::Duration::from_millis(u64::try_from(self.retry.lease_ms / 3).unwrap_or(1).max(1));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut write => return Ok(result),
+                _ = renew.tick() => {
+                    self.store
+                        .renew_claim(row.id, worker, (self.clock)() + self.retry.lease_ms)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// The parent's id in the target, when this flow's records follow a parent.
+    async fn parent_target(&self, record: &Record) -> Result<ParentState, EngineError> {
+        let Some(parent) = &self.relations.parent else {
+            return Ok(ParentState::None);
+        };
+        let source_id = match record.fields.get(&parent.field) {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            Some(Value::Number(id)) => id.to_string(),
+            _ => match &record.parent {
+                Some(reference) => reference.id.clone(),
+                None => {
+                    return Ok(ParentState::Missing(format!(
+                        "the record has no `{}`, the id of its parent",
+                        parent.field
+                    )))
+                }
+            },
+        };
+        let linked = if parent.reverse {
+            self.store
+                .link_by_target(&parent.source, &parent.target, &source_id)
+                .await?
+        } else {
+            let key = LinkKey {
+                source: parent.source.clone(),
+                source_id: source_id.clone(),
+                target: parent.target.clone(),
+            };
+            self.store.link(&key).await?.map(|link| link.target_id)
+        };
+        Ok(match linked {
+            Some(id) => ParentState::Linked(id),
+            None if parent.reverse => ParentState::Waiting(format!(
+                "waiting for its parent {source_id} to be linked from {} first",
+                parent.source
+            )),
+            None => ParentState::Waiting(format!(
+                "waiting for its parent {} {source_id} to be written to {} first",
+                parent.source, parent.target
+            )),
+        })
+    }
+
+    /// The target record id when `record` is our own earlier write into this flow's source
+    /// coming back (by webhook or poll): a link from the target connector wrote this very record,
+    /// and every field we wrote still holds what we wrote.
+    async fn echo_of(&self, record: &Record) -> Result<Option<String>, EngineError> {
+        let Some(link) = self
+            .store
+            .link_into(&self.flow.target_connector, &self.flow.source_connector, &record.id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(written) = link
+            .written
+            .as_deref()
+            .and_then(|w| serde_json::from_str::<Fields>(w).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(is_echo(&written, &record.fields).then_some(link.target_id))
+    }
+
+    /// Why this change must not be written under `policy`: the target record changed too, and
+    /// the policy gives the target's change precedence. `None`: write it.
+    async fn conflict_lost(
+        &self,
+        policy: ConflictPolicy,
+        record: &Record,
+        link: &LinkRow,
+    ) -> Result<Option<String>, EngineError> {
+        if policy == ConflictPolicy::SourceWins {
+            return Ok(None);
+        }
+        // The target side's change: still queued in a reverse flow, or already applied here
+        // (the reverse link remembers when the target record had changed).
+        let pending = self
+            .store
+            .pending_change(&self.relations.reverse_flows, &link.target_id)
+            .await?;
+        let pending = match pending {
+            Some(change) if self.echo_of_reverse(&change).await? => None,
+            other => other,
+        };
+        let applied = self
+            .store
+            .link_into(&self.flow.target_connector, &self.flow.source_connector, &record.id)
+            .await?
+            .and_then(|l| l.source_updated_at);
+        let theirs = pending
+            .as_ref()
+            .map(|c| c.updated_at.clone())
+            .or(applied.clone().map(Some));
+        let Some(theirs) = theirs else {
+            return Ok(None);
+        };
+        Ok(match policy {
+            ConflictPolicy::SourceWins => None,
+            ConflictPolicy::TargetWins if pending.is_some() => Some(format!(
+                "the target record {} changed too and this flow's policy is target_wins",
+                link.target_id
+            )),
+            ConflictPolicy::TargetWins => None,
+            ConflictPolicy::NewestWins => {
+                let ours = record.updated_at.as_deref().and_then(parse_instant);
+                let theirs_at = theirs.as_deref().and_then(parse_instant);
+                match (ours, theirs_at) {
+                    (Some(ours), Some(theirs_at)) if theirs_at > ours => Some(format!(
+                        "the target record {} changed later ({}) than this change ({}): newest_wins",
+                        link.target_id,
+                        theirs.unwrap_or_default(),
+                        record.updated_at.clone().unwrap_or_default()
+                    )),
+                    _ => None,
+                }
+            }
+        })
+    }
+
+    /// Whether a reverse flow's queued change is only the echo of this flow's own write.
+    async fn echo_of_reverse(&self, change: &Record) -> Result<bool, EngineError> {
+        let link = self
+            .store
+            .link_into(&self.flow.source_connector, &self.flow.target_connector, &change.id)
+            .await?;
+        Ok(link
+            .and_then(|l| l.written)
+            .and_then(|w| serde_json::from_str::<Fields>(&w).ok())
+            .is_some_and(|written| is_echo(&written, &change.fields)))
+    }
+}
+
+enum ParentState {
+    /// The flow has no parent.
+    None,
+    Linked(String),
+    /// Not linked yet: the record waits (and retries) rather than create anything.
+    Waiting(String),
+    /// The record names no parent: it can never be delivered.
+    Missing(String),
+}
+
+/// Every scalar field we wrote is in `current` with the same value (times compared as instants,
+/// numbers as numbers): nothing in `current` is news from the other side.
+pub fn is_echo(written: &Fields, current: &Fields) -> bool {
+    let mut compared = 0;
+    for (key, sent) in written {
+        if !(sent.is_string() || sent.is_number() || sent.is_boolean()) {
+            continue;
+        }
+        compared += 1;
+        let same = match (sent, current.get(key)) {
+            (Value::String(a), Some(Value::String(b))) => {
+                a == b || matches!((parse_instant(a), parse_instant(b)), (Some(x), Some(y)) if x == y)
+            }
+            (Value::Number(a), Some(Value::Number(b))) => a.as_f64() == b.as_f64(),
+            (a, Some(b)) => a == b,
+            (_, None) => false,
+        };
+        if !same {
+            return false;
+        }
+    }
+    compared > 0
 }
 
 fn merge(total: &mut SyncReport, part: SyncReport) {
@@ -450,6 +718,8 @@ fn merge(total: &mut SyncReport, part: SyncReport) {
     total.skipped += part.skipped;
     total.retrying += part.retrying;
     total.dead += part.dead;
+    total.echoes += part.echoes;
+    total.conflicts += part.conflicts;
     total.paused = total.paused.take().or(part.paused);
     total.warnings.extend(part.warnings);
 }

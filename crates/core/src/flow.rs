@@ -90,10 +90,19 @@ pub enum ConflictPolicy {
 /// How a flow's source is driven.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
-    Poll { every: Duration },
-    Webhook,
-    Schedule { cron: String },
-    Backfill { window: Duration },
+    Poll {
+        every: Duration,
+    },
+    /// Changes arrive by webhook; `repair_every` also polls, to catch what a lost webhook missed.
+    Webhook {
+        repair_every: Option<Duration>,
+    },
+    Schedule {
+        cron: String,
+    },
+    Backfill {
+        window: Duration,
+    },
 }
 
 pub const DEFAULT_POLL: Duration = Duration::from_secs(300);
@@ -121,6 +130,9 @@ pub struct Flow {
     pub trigger: Trigger,
     pub target_connector: String,
     pub action: String,
+    /// The action for a record already linked, when `action` creates: `task.update` for
+    /// `task.create`.
+    pub update_action: Option<String>,
     pub match_keys: Vec<String>,
     /// The flow whose links give this record's parent, and the source field holding its id.
     pub parent: Option<(String, String)>,
@@ -202,7 +214,16 @@ impl Flow {
                     every: duration(&raw.source.every, DEFAULT_POLL, &mut duration_errors),
                 },
             )),
-            "webhook" => Some((TriggerKind::Webhook, Trigger::Webhook)),
+            "webhook" => Some((
+                TriggerKind::Webhook,
+                Trigger::Webhook {
+                    repair_every: raw
+                        .source
+                        .every
+                        .as_ref()
+                        .map(|_| duration(&raw.source.every, DEFAULT_POLL, &mut duration_errors)),
+                },
+            )),
             "backfill" => Some((
                 TriggerKind::Backfill,
                 Trigger::Backfill {
@@ -285,6 +306,16 @@ impl Flow {
             Some(_) => {}
         }
 
+        // A record written before is updated, not created again: `kind.create` becomes
+        // `kind.update` once linked, when the target has that action.
+        let update_action = raw
+            .target
+            .action
+            .get_ref()
+            .strip_suffix(".create")
+            .map(|kind| format!("{kind}.update"))
+            .filter(|update| target_manifest.is_some_and(|m| m.action(update).is_some()));
+
         // Dedupe keys name fields the mapping produces.
         let produced: BTreeSet<&str> = raw
             .mapping
@@ -363,6 +394,7 @@ impl Flow {
                 trigger,
                 target_connector: raw.target.connector.into_inner(),
                 action: raw.target.action.into_inner(),
+                update_action,
                 match_keys,
                 parent_at: raw
                     .parent
@@ -376,6 +408,78 @@ impl Flow {
             _ => Err(errors),
         }
     }
+}
+
+impl Flow {
+    /// The system this flow reads: `instance/stream` (`moloni_pt/customers`).
+    pub fn source_system(&self) -> String {
+        format!("{}/{}", self.source_connector, self.stream)
+    }
+
+    /// The record kind this flow writes: `instance/kind`, the kind being the action's first part
+    /// (`ghl/contact` for `contact.upsert`).
+    pub fn target_system(&self) -> String {
+        let kind = self.action.split('.').next().unwrap_or(&self.action);
+        format!("{}/{kind}", self.target_connector)
+    }
+
+    /// The action that writes a record: `update_action` once it is linked, else `action`.
+    pub fn action_for(&self, linked: bool) -> &str {
+        match (&self.update_action, linked) {
+            (Some(update), true) => update,
+            _ => &self.action,
+        }
+    }
+
+    /// How often the source is read, when it is read on an interval.
+    pub fn poll_every(&self) -> Option<Duration> {
+        match &self.trigger {
+            Trigger::Poll { every } => Some(*every),
+            Trigger::Webhook { repair_every } => *repair_every,
+            Trigger::Schedule { .. } | Trigger::Backfill { .. } => None,
+        }
+    }
+}
+
+/// Where a flow's records meet other flows' links.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Relations {
+    /// A record waits until its parent is linked by the parent flow, and is written under it.
+    pub parent: Option<ParentLink>,
+    /// Flows writing the other way between the same two connectors: their queued changes are
+    /// the target side of a conflict.
+    pub reverse_flows: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentLink {
+    /// The parent flow's systems: its links key on these.
+    pub source: String,
+    pub target: String,
+    /// The field of this flow's records holding the parent's id.
+    pub field: String,
+    /// This flow reads the system the parent flow writes (GHL tasks of contacts that an AroFlo
+    /// flow created): the field holds the parent's *target* id, and the parent in this flow's
+    /// target is the record the parent flow read.
+    pub reverse: bool,
+}
+
+/// How `flow` relates to the other flows of the set (which must have passed [`check_set`]).
+pub fn relations(flows: &[Flow], flow: &Flow) -> Relations {
+    let parent = flow.parent.as_ref().and_then(|(name, field)| {
+        flows.iter().find(|f| &f.name == name).map(|parent| ParentLink {
+            source: parent.source_system(),
+            target: parent.target_system(),
+            field: field.clone(),
+            reverse: flow.source_connector == parent.target_connector,
+        })
+    });
+    let reverse_flows = flows
+        .iter()
+        .filter(|f| f.source_connector == flow.target_connector && f.target_connector == flow.source_connector)
+        .map(|f| f.name.clone())
+        .collect();
+    Relations { parent, reverse_flows }
 }
 
 /// Checks what only a set of flows can: parents name flows that exist.

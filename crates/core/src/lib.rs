@@ -5,6 +5,8 @@
 //! * [`config`]: `tether.toml`, parsed with every error located at file:line:col.
 //! * [`mapping`]: flow mappings (minijinja expressions, project filters, optional jq) compiled
 //!   once, applied per record.
+//! * [`engine`]: one pass of a flow (poll, deliver, backfill, dry run); [`scheduler`]: the
+//!   long-running pollers, delivery workers and webhook intake of `tether run`.
 //! * [`store`]: the SQL state store (SQLite by default, PostgreSQL), per-dialect migrations.
 //! * [`vault`]: connector secrets encrypted at rest in the store.
 
@@ -13,5 +15,6 @@ pub mod engine;
 pub mod flow;
 pub mod loader;
 pub mod mapping;
+pub mod scheduler;
 pub mod store;
 pub mod vault;

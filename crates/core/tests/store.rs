@@ -304,6 +304,8 @@ async fn delivery_records_the_link_with_the_row() {
         let link = LinkRow {
             target_id: "ocQHyuzHvysMo5N5VsXc".into(),
             written_hash: Some("h1".into()),
+            written: Some(r#"{"email":"a@b.c"}"#.into()),
+            source_updated_at: Some("2026-01-01T00:00:00Z".into()),
         };
         assert!(store
             .finish(
@@ -418,6 +420,151 @@ async fn concurrent_workers_never_claim_the_same_row() {
         all.sort();
         all.dedup();
         assert_eq!((total, all.len()), (300, 300), "{dialect}: every row once, none twice");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_runs_claim_renewal_echo_links_and_the_webhook_log() {
+    use tether_core::store::{EventKind, NewEvent, WebhookLogRow};
+    each_store(async |store, dialect| {
+        let flow = unique("two-way");
+        let reverse = unique("reverse");
+        store
+            .enqueue(&flow, &[record("a1", None, "Ann")], None, 1)
+            .await
+            .expect("enqueue");
+        let row = store.claim(&flow, "w", 10, 100, 1).await.expect("claim").remove(0);
+        // A write in flight keeps its row: renewed past the lease, no one else may claim it.
+        assert!(
+            store.renew_claim(row.id, "w", 10_000).await.expect("renew"),
+            "{dialect}"
+        );
+        assert!(
+            store
+                .claim(&flow, "other", 10, 100, 5_000)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "{dialect}"
+        );
+        assert!(
+            !store.renew_claim(row.id, "other", 20_000).await.expect("renew"),
+            "only the holder renews"
+        );
+
+        let source = unique("crm_a");
+        let key = LinkKey {
+            source: format!("{source}/contacts"),
+            source_id: "a1".into(),
+            target: "crm_b/contact".into(),
+        };
+        let link = LinkRow {
+            target_id: format!("b-{flow}"),
+            written_hash: Some("h".into()),
+            written: Some(r#"{"name":"Ann"}"#.into()),
+            source_updated_at: None,
+        };
+        let events = [NewEvent {
+            flow: flow.clone(),
+            source_id: "a1".into(),
+            target_id: Some(link.target_id.clone()),
+            kind: EventKind::Written,
+            detail: Some(r#"{"name":"Ann"}"#.into()),
+        }];
+        assert!(store
+            .finish_recording(
+                row.id,
+                "w",
+                &Outcome::Delivered {
+                    link: Some((key, link.clone()))
+                },
+                &events,
+                6
+            )
+            .await
+            .expect("finish"));
+        let recorded = store.events(Some(&flow), None, 10).await.expect("events");
+        assert_eq!(recorded.len(), 1, "{dialect}");
+        assert_eq!((recorded[0].kind.as_str(), recorded[0].at), ("written", 6));
+        assert!(store
+            .events(Some(&flow), Some(EventKind::Dead), 10)
+            .await
+            .expect("events")
+            .is_empty());
+
+        // The record written into crm_b is found from crm_b's side, for echo checks; a link
+        // from another source connector is not.
+        let found = store
+            .link_into(&source, "crm_b", &link.target_id)
+            .await
+            .expect("link_into");
+        assert_eq!(found, Some(link.clone()), "{dialect}");
+        assert_eq!(
+            store
+                .link_into("crm_c", "crm_b", &link.target_id)
+                .await
+                .expect("link_into"),
+            None
+        );
+
+        // The newest queued change of a record in the reverse flows is the other side's.
+        assert_eq!(
+            store
+                .pending_change(std::slice::from_ref(&reverse), "b1")
+                .await
+                .expect("pending"),
+            None
+        );
+        store
+            .enqueue(&reverse, &[record("b1", None, "v1"), record("b1", None, "v2")], None, 7)
+            .await
+            .expect("enqueue");
+        let pending = store.pending_change(&[reverse], "b1").await.expect("pending");
+        assert_eq!(
+            pending.map(|r| r.fields["name"].clone()),
+            Some("v2".into()),
+            "{dialect}"
+        );
+
+        // A run's error stays visible after later successful runs, with both times.
+        store.record_run(&flow, None, 10).await.expect("run");
+        store
+            .record_run(&flow, Some("source unreachable"), 20)
+            .await
+            .expect("run");
+        store.record_run(&flow, None, 30).await.expect("run");
+        let runs = store.flow_runs().await.expect("runs");
+        let run = runs.iter().find(|r| r.flow == flow).expect("run row");
+        assert_eq!(
+            (
+                run.last_run_at,
+                run.last_ok_at,
+                run.last_error.as_deref(),
+                run.last_error_at
+            ),
+            (30, Some(30), Some("source unreachable"), Some(20)),
+            "{dialect}"
+        );
+
+        let entry = WebhookLogRow {
+            id: 0,
+            received_at: 40,
+            connector: flow.clone(),
+            event_types: "ContactCreate".into(),
+            verdict: "verified".into(),
+            status: 200,
+            queued: 1,
+            detail: None,
+        };
+        store.log_webhook(&entry).await.expect("log");
+        let logged = store.webhook_log(1_000).await.expect("log");
+        let mine = logged.iter().find(|w| w.connector == flow).expect("logged");
+        assert_eq!(
+            (mine.verdict.as_str(), mine.queued, mine.status),
+            ("verified", 1, 200),
+            "{dialect}"
+        );
     })
     .await;
 }

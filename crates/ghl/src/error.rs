@@ -55,6 +55,9 @@ pub enum GhlError {
     Input(String),
     #[error("webhook refused: {0}")]
     Webhook(String),
+    /// A genuine delivery received before (GHL or a proxy sending it again): nothing new.
+    #[error("webhook already received: {0}")]
+    WebhookReplay(String),
     /// A failure of the host's services (transport, secret store), kept as the host typed it.
     #[error("{0}")]
     Host(ConnectorError),
@@ -93,7 +96,7 @@ impl From<GhlError> for ConnectorError {
             | GhlError::Webhook(_) => ConnectorError::auth(message),
             GhlError::NotFound(_) => ConnectorError::not_found(message),
             GhlError::Validation(_) | GhlError::BadRequest(_) | GhlError::Input(_) => ConnectorError::invalid(message),
-            GhlError::Duplicate { .. } => ConnectorError::conflict(message),
+            GhlError::Duplicate { .. } | GhlError::WebhookReplay(_) => ConnectorError::conflict(message),
             GhlError::RateLimited { retry_after_ms, .. } => ConnectorError::rate_limited(retry_after_ms, message),
             GhlError::Server { .. } => ConnectorError::transient(message),
             GhlError::Status { .. } | GhlError::Decode(_) | GhlError::OAuth(_) | GhlError::Config(_) => {

@@ -258,7 +258,7 @@ impl WebhookVerifier {
             .filter(|id| !id.is_empty())
             .ok_or_else(|| refused("no webhookId"))?;
         if !self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
-            return Err(refused(format!("replayed webhookId {id}")));
+            return Err(GhlError::WebhookReplay(format!("replayed webhookId {id}")));
         }
         Ok(payload)
     }
@@ -309,6 +309,10 @@ pub fn parse_events(payload: &Value, location_id: &str) -> Result<Vec<WebhookEve
     let mut fields: Fields = map.clone();
     for envelope in ["type", "timestamp", "webhookId"] {
         fields.remove(envelope);
+    }
+    // TaskComplete carries the task without its state: the event is the state.
+    if kind == "TaskComplete" {
+        fields.entry("completed").or_insert(Value::Bool(true));
     }
     Ok(vec![WebhookEvent {
         stream: stream.into(),
@@ -503,6 +507,11 @@ mod tests {
             if stream != "contacts" {
                 assert_eq!(record.parent.as_ref().map(|p| p.stream.as_str()), Some("contacts"));
             }
+            // A completed task says so, though GHL's payload does not.
+            assert_eq!(
+                record.fields.get("completed").and_then(Value::as_bool),
+                (kind == "TaskComplete").then_some(true)
+            );
             // Another location's event is not this instance's.
             assert!(parse_events(&payload, "other").expect("events").is_empty());
         }

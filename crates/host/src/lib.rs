@@ -3,8 +3,10 @@
 //! * [`services`]: the one implementation of [`tether_abi::HostServices`]: HTTP with timeouts,
 //!   retries, rate limits and redaction; logging into tracing; secrets through the vault.
 //! * [`registry`]: every connector type, built in (GHL) or plugin, behind one `open`.
+//! * [`server`]: the HTTP server of `tether run` (webhook intake, health).
 //! * [`cli`]: the command line contract of shared/design/CLI.md.
 
 pub mod cli;
 pub mod registry;
+pub mod server;
 pub mod services;

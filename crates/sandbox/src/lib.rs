@@ -5,10 +5,13 @@
 //! later Moloni/AroFlo/MLOFLO emulators reuse (fault injection, seeded randomness, id generation,
 //! rate limiting, the connection loop, time formatting) are separate modules.
 
+pub mod aroflo;
 pub mod fake;
 pub mod faults;
 pub mod ghl;
 pub mod ids;
+pub mod mloflo;
+pub mod moloni;
 pub mod ratelimit;
 pub mod serve;
 pub mod timefmt;

@@ -31,10 +31,14 @@ impl Default for RateLimitConfig {
 }
 
 impl RateLimitConfig {
+    /// Never refuses, and reports a budget too large to slow a client that paces itself by
+    /// the headers (as GHL's clients must): "limits off" means off for the client too.
     pub fn disabled() -> Self {
         Self {
             enabled: false,
-            ..Self::default()
+            burst_max: 1_000_000,
+            window_ms: 10_000,
+            daily_limit: 1_000_000_000,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod ghl_flow;
+pub mod host_process;
 
 use std::sync::Arc;
 

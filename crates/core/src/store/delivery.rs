@@ -11,7 +11,7 @@
 
 use tether_abi::Record;
 
-use super::{dialect, Store, StoreError};
+use super::{dialect, NewEvent, Store, StoreError};
 
 /// A source record as the delivery workers see it.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +61,10 @@ pub struct LinkRow {
     pub target_id: String,
     /// Hash of what was last written, so an unchanged record costs no API call.
     pub written_hash: Option<String>,
+    /// What was last written (the mapped input, JSON), to recognise its echo.
+    pub written: Option<String>,
+    /// When the source record last written from had changed (its `updated_at`).
+    pub source_updated_at: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -217,6 +221,18 @@ impl Store {
     /// Records how a claimed row's delivery ended. Returns false, and changes nothing, when the
     /// row is no longer `worker`'s (its lease ran out and another worker claimed it).
     pub async fn finish(&self, id: i64, worker: &str, outcome: &Outcome, now_ms: i64) -> Result<bool, StoreError> {
+        self.finish_recording(id, worker, outcome, &[], now_ms).await
+    }
+
+    /// [`Store::finish`], also recording `events` about the row in the same transaction.
+    pub async fn finish_recording(
+        &self,
+        id: i64,
+        worker: &str,
+        outcome: &Outcome,
+        events: &[NewEvent],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let (status, next_attempt, error, refund) = match outcome {
             Outcome::Delivered { .. } => ("done", None, None, 0_i64),
             Outcome::Retry { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str()), 0),
@@ -243,16 +259,33 @@ impl Store {
             if updated == 1 {
                 if let Outcome::Delivered { link: Some((key, row)) } = outcome {
                     sqlx::query(&sql(
-                        "INSERT INTO links (source, source_id, target, target_id, written_hash, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                        "INSERT INTO links (source, source_id, target, target_id, written_hash, written, source_updated_at, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                          ON CONFLICT (source, source_id, target) DO UPDATE SET target_id = excluded.target_id, \
-                         written_hash = excluded.written_hash, updated_at = excluded.updated_at",
+                         written_hash = excluded.written_hash, written = excluded.written, \
+                         source_updated_at = excluded.source_updated_at, updated_at = excluded.updated_at",
                     ))
                     .bind(&key.source)
                     .bind(&key.source_id)
                     .bind(&key.target)
                     .bind(&row.target_id)
                     .bind(&row.written_hash)
+                    .bind(&row.written)
+                    .bind(&row.source_updated_at)
                     .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for event in events {
+                    sqlx::query(&sql(
+                        "INSERT INTO events (at, flow, source_id, target_id, kind, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                    ))
+                    .bind(now_ms)
+                    .bind(&event.flow)
+                    .bind(&event.source_id)
+                    .bind(&event.target_id)
+                    .bind(event.kind.as_str())
+                    .bind(&event.detail)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -266,7 +299,8 @@ impl Store {
     pub async fn link(&self, key: &LinkKey) -> Result<Option<LinkRow>, StoreError> {
         Ok(dialect!(self, |pool, sql| {
             sqlx::query_as(&sql(
-                "SELECT target_id, written_hash FROM links WHERE source = ? AND source_id = ? AND target = ?",
+                "SELECT target_id, written_hash, written, source_updated_at FROM links \
+                 WHERE source = ? AND source_id = ? AND target = ?",
             ))
             .bind(&key.source)
             .bind(&key.source_id)
@@ -296,6 +330,66 @@ impl Store {
             .await?
         });
         Ok(row.map(|(source_id,)| source_id))
+    }
+
+    /// Extends a claim held by `worker` (a write still in flight) until `until_ms`. Returns
+    /// false when the claim is no longer `worker`'s.
+    pub async fn renew_claim(&self, id: i64, worker: &str, until_ms: i64) -> Result<bool, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query(&sql(
+                "UPDATE outbox SET claimed_until = ? WHERE id = ? AND claimed_by = ? AND status = 'pending'",
+            ))
+            .bind(until_ms)
+            .bind(id)
+            .bind(worker)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1
+        }))
+    }
+
+    /// The link that wrote target record `target_id` of connector `target_connector` from a
+    /// record of connector `source_connector`: what a two-way flow's echo is compared with.
+    pub async fn link_into(
+        &self,
+        source_connector: &str,
+        target_connector: &str,
+        target_id: &str,
+    ) -> Result<Option<LinkRow>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT target_id, written_hash, written, source_updated_at FROM links \
+                 WHERE target_id = ? AND target LIKE ? AND source LIKE ? ORDER BY updated_at DESC LIMIT 1",
+            ))
+            .bind(target_id)
+            .bind(format!("{target_connector}/%"))
+            .bind(format!("{source_connector}/%"))
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// The newest change of `source_id` still queued in any of `flows`.
+    pub async fn pending_change(&self, flows: &[String], source_id: &str) -> Result<Option<Record>, StoreError> {
+        for flow in flows {
+            let row: Option<(i64, String)> = dialect!(self, |pool, sql| {
+                sqlx::query_as(&sql(
+                    "SELECT id, record FROM outbox WHERE flow = ? AND source_id = ? AND status = 'pending' \
+                     ORDER BY id DESC LIMIT 1",
+                ))
+                .bind(flow)
+                .bind(source_id)
+                .fetch_optional(pool)
+                .await?
+            });
+            if let Some((id, record)) = row {
+                return serde_json::from_str(&record)
+                    .map(Some)
+                    .map_err(|source| StoreError::Corrupt { id, source });
+            }
+        }
+        Ok(None)
     }
 
     pub async fn dead_letters(&self, flow: Option<&str>, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {

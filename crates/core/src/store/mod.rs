@@ -5,6 +5,7 @@
 //!
 //! The store never reads the clock: every time is an argument, so tests are deterministic.
 
+mod activity;
 mod delivery;
 mod secrets;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+pub use activity::{EventKind, EventRow, FlowRunRow, NewEvent, WebhookLogRow};
 pub use delivery::{Claimed, DeadLetter, FlowCounts, LinkKey, LinkRow, Outcome, Queued};
 pub use secrets::SealedSecret;
 

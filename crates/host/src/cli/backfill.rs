@@ -42,8 +42,10 @@ pub fn run(config: &Config, args: &BackfillArgs<'_>) -> Result<Exit, CliError> {
     let flow = prepared.flow();
     let source = prepared.open(config, &flow.source_connector)?;
     let target = prepared.open(config, &flow.target_connector)?;
+    let relations = prepared.relations();
     let run = FlowRun {
         flow,
+        relations: &relations,
         source,
         store: &prepared.store,
         retry: config.delivery,
@@ -88,6 +90,9 @@ pub fn run(config: &Config, args: &BackfillArgs<'_>) -> Result<Exit, CliError> {
         },
         &mut total,
     ));
+    for warning in &total.warnings {
+        eprintln!("warning: {warning}");
+    }
     bar.finish_and_clear();
     if args.json {
         print_json(&serde_json::json!({ "windows": reports, "total": total }))?;

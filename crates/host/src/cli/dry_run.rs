@@ -13,8 +13,10 @@ pub fn run(config: &Config, name: &str, limit: usize, json: bool) -> Result<Exit
     // Only the source is opened: a dry run never touches the target.
     let source = prepared.open(config, &flow.source_connector)?;
     let store = &prepared.store;
+    let relations = prepared.relations();
     let run = FlowRun {
         flow,
+        relations: &relations,
         source,
         store,
         retry: config.delivery,

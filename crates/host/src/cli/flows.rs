@@ -247,15 +247,23 @@ pub(super) struct Prepared {
 
 impl Prepared {
     pub fn new(config: &Config, name: &str) -> Result<Prepared, CliError> {
-        let checked = check_all(config)?;
-        if !checked.problems.is_empty() {
-            return Err(problems_error(checked.problems));
-        }
-        let index = checked
+        let mut prepared = Prepared::all(config)?;
+        prepared.index = prepared
+            .checked
             .flows
             .iter()
             .position(|f| f.name == name)
             .ok_or_else(|| CliError::new(Exit::Usage, format!("there is no flow `{name}`")))?;
+        Ok(prepared)
+    }
+
+    /// Every flow of the configuration; [`Prepared::flow`] is the first.
+    pub fn all(config: &Config) -> Result<Prepared, CliError> {
+        let checked = check_all(config)?;
+        if !checked.problems.is_empty() {
+            return Err(problems_error(checked.problems));
+        }
+        let index = 0;
         let runtime = tokio::runtime::Runtime::new()
             .map_err(|e| CliError::new(Exit::Failed, format!("cannot start the async runtime: {e}")))?;
         let store = runtime.block_on(super::open_store(config))?;
@@ -271,6 +279,10 @@ impl Prepared {
 
     pub fn flow(&self) -> &Flow {
         &self.checked.flows[self.index]
+    }
+
+    pub fn relations(&self) -> flow::Relations {
+        flow::relations(&self.checked.flows, self.flow())
     }
 
     /// Opens a configured connector instance. Opening may read stored tokens, which blocks: call

@@ -6,6 +6,7 @@ mod dlq;
 mod dry_run;
 mod flows;
 mod listing;
+mod run;
 mod sandbox;
 mod status;
 mod sync;
@@ -69,6 +70,18 @@ pub enum Command {
         flow: Option<String>,
     },
     /// One pass of a flow now: poll its source, deliver what is due, then exit.
+    /// The long-running host: pollers, schedules, delivery workers, the webhook server.
+    Run {
+        /// Where the webhook server listens (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Delivery workers per flow.
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        workers: usize,
+        /// How often an idle worker looks for rows that came due, in milliseconds.
+        #[arg(long, default_value_t = 1_000, value_name = "MS")]
+        idle_ms: u64,
+    },
     Sync {
         flow: String,
         #[arg(long)]
@@ -120,6 +133,19 @@ pub enum Command {
         /// Where the GHL emulator listens.
         #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
         ghl: SocketAddr,
+        /// Where the GHL emulator sends its signed webhooks (repeatable; `tether run` listens on
+        /// 127.0.0.1:7700 by default).
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7700/webhooks/ghl")]
+        ghl_webhook: Vec<String>,
+        /// Where the Moloni emulator listens.
+        #[arg(long, default_value = "127.0.0.1:7702", value_name = "ADDR")]
+        moloni: SocketAddr,
+        /// Where the AroFlo emulator listens.
+        #[arg(long, default_value = "127.0.0.1:7703", value_name = "ADDR")]
+        aroflo: SocketAddr,
+        /// Where the MLOFLO emulator listens.
+        #[arg(long, default_value = "127.0.0.1:7704", value_name = "ADDR")]
+        mloflo: SocketAddr,
         /// Turns the emulators' rate limits off (GHL's real limits are on by default).
         #[arg(long)]
         unlimited: bool,
@@ -226,6 +252,18 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         ),
         Command::Check => flows::check(&cli.load_config()?),
         Command::Test { flow } => flows::test(&cli.load_config()?, flow.as_deref()),
+        Command::Run {
+            listen,
+            workers,
+            idle_ms,
+        } => run::run(
+            &cli.load_config()?,
+            &run::RunArgs {
+                listen: *listen,
+                workers: *workers,
+                idle_ms: *idle_ms,
+            },
+        ),
         Command::Sync { flow, json } => sync::run(&cli.load_config()?, flow, *json),
         Command::Backfill {
             flow,
@@ -246,15 +284,48 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::DryRun { flow, limit, json } => dry_run::run(&cli.load_config()?, flow, *limit, *json),
         Command::Status { json } => status::run(&cli.load_config()?, *json),
         Command::Dlq { command } => dlq::run(&cli.load_config()?, command),
-        Command::Sandbox { seed, ghl, unlimited } => sandbox::run(sandbox::SandboxArgs {
+        Command::Sandbox {
+            seed,
+            ghl,
+            ghl_webhook,
+            moloni,
+            aroflo,
+            mloflo,
+            unlimited,
+        } => sandbox::run(sandbox::SandboxArgs {
             seed_contacts: *seed,
             ghl: *ghl,
+            ghl_webhooks: ghl_webhook.clone(),
+            moloni: *moloni,
+            aroflo: *aroflo,
+            mloflo: *mloflo,
             unlimited: *unlimited,
         }),
     }
 }
 
 /// Runs an async command body on a runtime made for it.
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub(super) async fn wait_for_stop() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
 fn block_on<T>(future: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
     tokio::runtime::Runtime::new()
         .map_err(|e| CliError::new(Exit::Failed, format!("cannot start the async runtime: {e}")))?

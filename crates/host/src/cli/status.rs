@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tether_core::config::{Config, ConnectorConfig};
-use tether_core::store::Store;
+use tether_core::store::{FlowCounts, FlowRunRow, Store};
 use tether_core::vault::{SecretKey, Vault, KEY_ENV};
 use tether_ghl::auth::{NEEDS_RECONNECT_SECRET, REFRESH_TOKEN_SECRET};
 
@@ -18,6 +18,11 @@ struct FlowStatus {
     queued: i64,
     dead_letters: i64,
     delivered: i64,
+    /// Milliseconds since the epoch of the last poll, sync or delivery problem.
+    last_run_at: Option<i64>,
+    last_ok_at: Option<i64>,
+    last_error: Option<String>,
+    last_error_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -71,12 +76,28 @@ pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
                         f.queued.to_string(),
                         f.dead_letters.to_string(),
                         f.delivered.to_string(),
+                        when(f.last_run_at),
+                        match (&f.last_error, f.last_error_at > f.last_ok_at) {
+                            (Some(error), true) => error.clone(),
+                            _ => "-".into(),
+                        },
                     ]
                 })
                 .collect();
             print!(
                 "{}",
-                table::render(&["FLOW", "CURSOR", "QUEUED", "DEAD", "DELIVERED"], &rows)
+                table::render(
+                    &[
+                        "FLOW",
+                        "CURSOR",
+                        "QUEUED",
+                        "DEAD",
+                        "DELIVERED",
+                        "LAST RUN",
+                        "LAST ERROR"
+                    ],
+                    &rows
+                )
             );
             if rows.is_empty() {
                 println!("(no flow has queued anything yet)");
@@ -102,18 +123,47 @@ pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
 
 async fn flow_status(store: &Store) -> Result<Vec<FlowStatus>, CliError> {
     let counts = store.flow_counts().await.map_err(super::store_error)?;
-    let mut flows = Vec::with_capacity(counts.len());
-    for count in counts {
-        let cursor = store.cursor(&count.flow).await.map_err(super::store_error)?;
+    let mut runs: std::collections::BTreeMap<String, FlowRunRow> = store
+        .flow_runs()
+        .await
+        .map_err(super::store_error)?
+        .into_iter()
+        .map(|r| (r.flow.clone(), r))
+        .collect();
+    let mut counts: std::collections::BTreeMap<String, FlowCounts> =
+        counts.into_iter().map(|c| (c.flow.clone(), c)).collect();
+    let names: std::collections::BTreeSet<String> = counts.keys().chain(runs.keys()).cloned().collect();
+    let mut flows = Vec::with_capacity(names.len());
+    for name in names {
+        // Backfill progress is stored as cursors of their own, not as flows.
+        if name.starts_with("backfill:") {
+            continue;
+        }
+        let cursor = store.cursor(&name).await.map_err(super::store_error)?;
+        let count = counts.remove(&name).unwrap_or_default();
+        let run = runs.remove(&name);
         flows.push(FlowStatus {
-            flow: count.flow,
+            flow: name,
             cursor,
             queued: count.pending,
             dead_letters: count.dead,
             delivered: count.done,
+            last_run_at: run.as_ref().map(|r| r.last_run_at),
+            last_ok_at: run.as_ref().and_then(|r| r.last_ok_at),
+            last_error: run.as_ref().and_then(|r| r.last_error.clone()),
+            last_error_at: run.as_ref().and_then(|r| r.last_error_at),
         });
     }
     Ok(flows)
+}
+
+/// RFC 3339 to the second, or `-`.
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(|ms| u64::try_from(ms / 1000).ok())
+        .map(|secs| {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+        })
+        .unwrap_or_else(|| "-".into())
 }
 
 async fn connector_status(config: &Config, store: Store) -> Result<Vec<ConnectorStatus>, CliError> {

@@ -12,8 +12,10 @@ pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
     let source = prepared.open(config, &flow.source_connector)?;
     let target = prepared.open(config, &flow.target_connector)?;
     let store = &prepared.store;
+    let relations = prepared.relations();
     let run = FlowRun {
         flow,
+        relations: &relations,
         source,
         store,
         retry: config.delivery,
@@ -25,7 +27,15 @@ pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
     // What is queued is delivered even when the source cannot be read this time.
     let (polled, delivered) = prepared.runtime.block_on(async {
         let polled = run.poll(&mut report).await;
-        (polled, run.deliver(&target, &worker, &mut report).await)
+        let delivered = run.deliver(&target, &worker, &mut report).await;
+        let problem = match (&polled, &delivered, &report.paused) {
+            (Err(e), _, _) | (_, Err(e), _) => Some(e.to_string()),
+            (_, _, Some(paused)) => Some(format!("paused: {paused}")),
+            _ => None,
+        };
+        // Status is a report, not the work: failing to record it does not fail the sync.
+        let _ = store.record_run(&flow.name, problem.as_deref(), now_ms()).await;
+        (polled, delivered)
     });
     for warning in &report.warnings {
         eprintln!("warning: {warning}");

@@ -25,6 +25,7 @@ pub fn router() -> Router<Arc<Inner>> {
             get(webhooks).post(add_webhook).delete(clear_webhooks),
         )
         .route("/_sandbox/events", get(events))
+        .route("/_sandbox/requests", get(requests))
         .route("/_sandbox/tokens", post(mint_token))
         .route("/_sandbox/settings", get(settings).put(set_settings))
         .route("/_sandbox/rate-limit", get(rate_limit).put(set_rate_limit))
@@ -33,6 +34,11 @@ pub fn router() -> Router<Arc<Inner>> {
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_value(parse_body(body)?).map_err(|e| ApiError::unprocessable(vec![e.to_string()]))
+}
+
+async fn requests(State(emu): State<Arc<Inner>>) -> ApiResult {
+    let counts = emu.requests.snapshot();
+    ok(json!({ "byRoute": counts.by_route, "total": counts.total(), "writes": counts.writes() }))
 }
 
 async fn public_key(State(emu): State<Arc<Inner>>) -> ApiResult {

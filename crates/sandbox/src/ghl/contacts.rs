@@ -227,6 +227,10 @@ pub async fn upsert(State(emu): State<Arc<Inner>>, Extension(ctx): Extension<Aut
     };
     let (is_new, out, events) = match existing {
         Some(mut c) => {
+            // Upsert into an existing contact answers 200 but silently discards `gender`
+            // (NOTES §2.3, ISS#313): a client sees it only by comparing what came back.
+            let mut m = m.clone();
+            m.remove("gender");
             let ch = c.apply(&m, st.defs())?;
             c.date_updated = emu.clock.now();
             let out = c.json();

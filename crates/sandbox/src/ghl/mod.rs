@@ -9,6 +9,7 @@
 //! - `GET /_sandbox/credentials`: location ids, PITs, OAuth client id/secret
 //! - `GET|PUT /_sandbox/faults`: [`FaultConfig`] as camelCase JSON
 //! - `POST /_sandbox/reset`: seeded data back, counters, faults and event log cleared
+//! - `GET /_sandbox/requests`: API requests received so far by method and route ([`RequestCounts`])
 //! - `GET /_sandbox/state`: every location, contact, task, note, appointment, custom field
 //! - `GET|POST|DELETE /_sandbox/webhooks`: receivers (`{"url"}`) and the delivery log
 //! - `GET /_sandbox/events`: every emitted webhook payload
@@ -22,6 +23,7 @@ mod auth;
 mod contacts;
 mod error;
 mod model;
+mod requests;
 mod search;
 mod seed;
 mod subres;
@@ -30,6 +32,7 @@ mod webhooks;
 
 pub use auth::{ACCEPTED_VERSIONS, DEFAULT_SCOPES};
 pub use model::CustomFieldSpec;
+pub use requests::RequestCounts;
 pub use webhooks::DeliveryConfig;
 
 use crate::faults::{Fault, FaultConfig, FaultInjector, FaultLayer};
@@ -179,6 +182,7 @@ pub(crate) struct Inner {
     clock: MonotonicClock,
     limiter: SlidingWindowLimiter<(String, String)>,
     faults: Arc<FaultInjector>,
+    requests: Arc<requests::RequestCounter>,
     webhooks: webhooks::Webhooks,
     settings: Mutex<Settings>,
     credentials: GhlCredentials,
@@ -210,6 +214,7 @@ impl Inner {
     fn reset(&self) {
         *self.store() = self.initial.clone();
         self.limiter.reset();
+        self.requests.clear();
         let _ = self.faults.set(self.config.faults.clone());
         self.webhooks.clear_log();
         self.settings
@@ -272,6 +277,7 @@ impl GhlEmulator {
                 config.faults.clone(),
                 IdGen::new(rng_for(config.seed, 3)),
             )),
+            requests: Arc::default(),
             webhooks: webhooks::Webhooks::new(
                 signing_key.clone(),
                 config.webhook_urls.clone(),
@@ -352,6 +358,12 @@ impl GhlEmulator {
         self.inner.webhooks.register(url.into());
     }
 
+    /// Signs `body` with the location's webhook key, as GHL signs what it sends: lets a test
+    /// or a user replay an event exactly as GHL would deliver it.
+    pub fn sign_webhook(&self, body: &[u8]) -> String {
+        self.inner.webhooks.sign(body)
+    }
+
     /// Events emitted so far, as delivered (with `timestamp` and `webhookId`).
     pub fn webhook_events(&self) -> Vec<Value> {
         self.inner.webhooks.events()
@@ -366,6 +378,11 @@ impl GhlEmulator {
     /// Everything stored, as `GET /_sandbox/state` returns it.
     pub fn state(&self) -> Value {
         self.inner.store().dump()
+    }
+
+    /// API requests received so far (admin routes not counted); [`reset`](Self::reset) clears them.
+    pub fn request_counts(&self) -> RequestCounts {
+        self.inner.requests.snapshot()
     }
 
     /// Back to the seeded data; clears rate-limit counters, faults and the event log.
@@ -501,5 +518,9 @@ fn router(inner: Arc<Inner>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(faults, crate::faults::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            inner.requests.clone(),
+            requests::middleware,
+        ))
         .with_state(inner)
 }

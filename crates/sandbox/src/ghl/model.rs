@@ -601,23 +601,31 @@ impl Store {
         phone: Option<&str>,
         exclude: Option<&str>,
     ) -> Option<(&Contact, &'static str)> {
-        let mut candidates: Vec<&Contact> = self
-            .contacts
-            .values()
-            .filter(|c| c.location_id == location && Some(c.id.as_str()) != exclude)
-            .collect();
-        // Oldest first, so the surviving original wins over later duplicates.
-        candidates.sort_by_key(|c| (c.date_added, c.id.clone()));
+        // Oldest first, so the surviving original wins over later duplicates. One pass per
+        // field, no sort or copy: a backfill calls this once per record over every contact.
+        let oldest = |matches: &dyn Fn(&Contact) -> bool| {
+            self.contacts
+                .values()
+                .filter(|c| c.location_id == location && Some(c.id.as_str()) != exclude && matches(c))
+                .min_by(|a, b| (a.date_added, &a.id).cmp(&(b.date_added, &b.id)))
+        };
         if let Some(e) = email.map(str::to_lowercase).filter(|e| !e.is_empty()) {
-            if let Some(c) = candidates
-                .iter()
-                .find(|c| c.email.as_deref().map(str::to_lowercase) == Some(e.clone()))
-            {
+            // Same as comparing `to_lowercase()`, without allocating for ASCII addresses.
+            let same_email = |c: &Contact| {
+                c.email.as_deref().is_some_and(|stored| {
+                    if stored.is_ascii() {
+                        stored.eq_ignore_ascii_case(&e)
+                    } else {
+                        stored.to_lowercase() == e
+                    }
+                })
+            };
+            if let Some(c) = oldest(&same_email) {
                 return Some((c, "email"));
             }
         }
         if let Some(p) = phone.and_then(normalize_phone) {
-            if let Some(c) = candidates.iter().find(|c| c.phone.as_deref() == Some(p.as_str())) {
+            if let Some(c) = oldest(&|c: &Contact| c.phone.as_deref() == Some(p.as_str())) {
                 return Some((c, "phone"));
             }
         }

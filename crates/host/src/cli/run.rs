@@ -1,0 +1,112 @@
+//! `tether run`: the long-running host. Pollers, schedules, delivery workers and the webhook
+//! server run until SIGINT or SIGTERM; work in flight then finishes before exit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tether_core::config::Config;
+use tether_core::flow;
+use tether_core::scheduler::{FlowSlot, Scheduler, SchedulerSettings};
+
+use super::{flows, CliError, Exit};
+use crate::server::{self, ServerState};
+use crate::services::now_ms;
+
+pub struct RunArgs {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub idle_ms: u64,
+}
+
+pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
+    let prepared = flows::Prepared::all(config)?;
+    let names: Vec<String> = prepared.checked.flows.iter().map(|f| f.name.clone()).collect();
+    // Relations are computed over the whole set before the flows move into their slots.
+    let relations: Vec<flow::Relations> = prepared
+        .checked
+        .flows
+        .iter()
+        .map(|f| flow::relations(&prepared.checked.flows, f))
+        .collect();
+    let mut opened = Vec::new();
+    for f in &prepared.checked.flows {
+        opened.push((
+            prepared.open(config, &f.source_connector)?,
+            prepared.open(config, &f.target_connector)?,
+        ));
+    }
+    let flows::Prepared {
+        checked,
+        runtime,
+        store,
+        ..
+    } = prepared;
+    let slots: Vec<FlowSlot> = checked
+        .flows
+        .into_iter()
+        .zip(relations)
+        .zip(opened)
+        .map(|((flow, relations), (source, target))| FlowSlot {
+            flow,
+            relations,
+            source,
+            target,
+        })
+        .collect();
+    let host_id = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+        std::process::id()
+    );
+    let clock: tether_core::scheduler::Clock = Arc::new(now_ms);
+    let scheduler = Scheduler::new(
+        store.clone(),
+        slots,
+        SchedulerSettings {
+            retry: config.delivery,
+            host_id,
+            workers: args.workers,
+            idle_ms: args.idle_ms,
+        },
+        Arc::clone(&clock),
+    );
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| CliError::new(Exit::Usage, format!("cannot listen on {}: {e}", args.listen)))?;
+        let bound = listener.local_addr().unwrap_or(args.listen);
+        // Tests and scripts read this line to learn the port when ADDR asks for port 0.
+        println!(
+            "tether run: {} flow(s) [{}]; webhooks at http://{bound}/webhooks/CONNECTOR",
+            names.len(),
+            names.join(", ")
+        );
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let app = server::router(ServerState {
+            scheduler: Arc::clone(&scheduler),
+            store,
+            clock,
+        });
+        let mut server_stop = stop.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.changed().await;
+                })
+                .await
+        });
+        let engine = tokio::spawn({
+            let scheduler = Arc::clone(&scheduler);
+            async move { scheduler.run(stop).await }
+        });
+        super::wait_for_stop().await;
+        tracing::info!("stopping: finishing work in flight");
+        let _ = stop_tx.send(true);
+        let _ = engine.await;
+        match server.await {
+            Ok(Ok(())) => Ok(Exit::Ok),
+            Ok(Err(e)) => Err(CliError::new(Exit::Failed, format!("the HTTP server failed: {e}"))),
+            Err(e) => Err(CliError::new(Exit::Failed, format!("the HTTP server stopped: {e}"))),
+        }
+    })
+}

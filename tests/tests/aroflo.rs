@@ -1,0 +1,741 @@
+//! The real AroFlo plugin library, loaded by the real loader, with a real host, against the
+//! AroFlo emulator on loopback; and `tether sync` of the shipped aroflo-clients flow into the
+//! GHL emulator.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tether_abi::{
+    Connector, ConnectorError, ErrorKind, Fields, Host, HostServices, HttpRequest, HttpResponse, LogLevel, OpenRequest,
+    Page, ReadPosition, ReadRequest, WriteRequest,
+};
+use tether_core::loader::load_dir;
+
+use tether_e2e::{install, library_file};
+use tether_sandbox::aroflo::{AroFloConfig, AroFloLimits, RunningAroFlo};
+
+mod support;
+
+/// This checkout's root. Not `tether_e2e::workspace_root()`: that path is compiled into the
+/// test kit, which a target directory shared between checkouts may have built from another one.
+fn checkout() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."))
+}
+
+/// The `tether` binary and the aroflo plugin built from this checkout, copied aside at once so
+/// a concurrent build elsewhere cannot swap them.
+fn built_here() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, dir) = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let output = Command::new(cargo)
+            .args(["build", "-p", "tether", "-p", "tether-aroflo"])
+            .current_dir(checkout())
+            .output()
+            .expect("run cargo");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let from = tether_e2e::target_dir().join("debug");
+        let keep = tempfile::tempdir().expect("dir");
+        let dir = keep.path().to_path_buf();
+        install(&from, &["tether-aroflo"], &dir).expect("copy plugin");
+        std::fs::copy(from.join("tether"), dir.join("tether")).expect("copy tether");
+        (keep, dir)
+    });
+    dir
+}
+
+fn tether_bin() -> PathBuf {
+    built_here().join("tether")
+}
+
+fn plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy(
+        built_here().join(library_file("tether-aroflo")),
+        dir.path().join(library_file("tether-aroflo")),
+    )
+    .expect("copy");
+    dir
+}
+
+struct Rig {
+    aroflo: RunningAroFlo,
+    host: support::TestHost,
+    _plugins: tempfile::TempDir,
+    library: tether_core::loader::PluginSet,
+}
+
+fn rig(clients: usize) -> Rig {
+    let host = support::host();
+    let mut config = AroFloConfig::seeded(61, clients);
+    config.rate_limit = AroFloLimits::disabled();
+    let aroflo = host
+        .runtime
+        .block_on(tether_sandbox::aroflo::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            config,
+        ))
+        .expect("emulator");
+    let plugins = plugin_dir();
+    let library = load_dir(plugins.path()).expect("plugins dir");
+    assert!(library.refused.is_empty(), "{:?}", library.refused);
+    Rig {
+        aroflo,
+        host,
+        _plugins: plugins,
+        library,
+    }
+}
+
+impl Rig {
+    fn config(&self) -> Fields {
+        let c = &self.aroflo.credentials;
+        let (org, task_type) = self.aroflo.emulator.task_defaults();
+        let value = json!({
+            "base_url": self.aroflo.base_url(), "uencoded": c.uencoded, "pencoded": c.pencoded,
+            "org_encoded": c.org_encoded, "secret_key": c.secret_key,
+            "default_org_id": org, "default_task_type_id": task_type,
+        });
+        match value {
+            Value::Object(map) => map,
+            _ => Fields::new(),
+        }
+    }
+
+    fn open_with(&self, host: Host) -> Box<dyn Connector> {
+        let plugin = self.library.get("aroflo").expect("aroflo plugin");
+        plugin
+            .open(
+                host,
+                &OpenRequest {
+                    instance: "aroflo".into(),
+                    config: self.config(),
+                },
+            )
+            .expect("open")
+    }
+
+    fn connector(&self) -> Box<dyn Connector> {
+        self.open_with(self.host.host("aroflo"))
+    }
+}
+
+/// A host that changes what the plugin signed, or when it thinks it is.
+struct Meddling {
+    inner: Host,
+    clock_shift_ms: i64,
+    rewrite: Option<(&'static str, &'static str)>,
+}
+
+impl HostServices for Meddling {
+    fn http(&self, mut request: HttpRequest) -> Result<HttpResponse, ConnectorError> {
+        if let Some((from, to)) = self.rewrite {
+            request.url = request.url.replace(from, to);
+        }
+        self.inner.http(request)
+    }
+    fn log(&self, level: LogLevel, message: &str, fields: &Fields) {
+        self.inner.log(level, message, fields)
+    }
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms() + self.clock_shift_ms
+    }
+    fn secret_get(&self, key: &str) -> Result<Option<String>, ConnectorError> {
+        self.inner.secret_get(key)
+    }
+    fn secret_put(&self, key: &str, value: &str) -> Result<(), ConnectorError> {
+        self.inner.secret_put(key, value)
+    }
+}
+
+fn cursor_read(connector: &dyn Connector, stream: &str, cursor: Option<String>) -> Page {
+    connector
+        .read(ReadRequest {
+            stream: stream.into(),
+            position: ReadPosition::Cursor { cursor },
+            limit: None,
+            parent_id: None,
+        })
+        .expect("read")
+}
+
+/// Every record of a stream, following `has_more`.
+fn read_all(connector: &dyn Connector, stream: &str) -> (Vec<tether_abi::Record>, usize) {
+    let mut cursor = None;
+    let mut records = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = cursor_read(connector, stream, cursor.clone());
+        pages += 1;
+        records.extend(page.records);
+        assert!(page.next.is_some(), "a cursor read always returns a cursor");
+        cursor = page.next;
+        if !page.has_more || pages > 20 {
+            break;
+        }
+    }
+    (records, pages)
+}
+
+fn write(
+    connector: &dyn Connector,
+    action: &str,
+    target: Option<&str>,
+    parent: Option<&str>,
+    input: Value,
+) -> Result<tether_abi::WriteResult, ConnectorError> {
+    let input = match input {
+        Value::Object(map) => map,
+        _ => Fields::new(),
+    };
+    connector.write(WriteRequest {
+        action: action.into(),
+        priority: Default::default(),
+        target_id: target.map(str::to_owned),
+        parent_id: parent.map(str::to_owned),
+        input,
+    })
+}
+
+#[test]
+fn signed_requests_are_accepted_and_tampered_or_stale_ones_refused_as_auth() {
+    let rig = rig(3);
+    let report = rig.connector().check().expect("check");
+    assert!(
+        report
+            .account
+            .as_deref()
+            .is_some_and(|a| a.starts_with("AroFlo org Tether Trades")),
+        "{report:?}"
+    );
+
+    let tampered = rig.open_with(Arc::new(Meddling {
+        inner: rig.host.host("aroflo"),
+        clock_shift_ms: 0,
+        rewrite: Some(("page=1", "page=2")),
+    }));
+    let error = tampered
+        .read(ReadRequest {
+            stream: "clients".into(),
+            position: ReadPosition::Cursor { cursor: None },
+            limit: None,
+            parent_id: None,
+        })
+        .expect_err("tampered");
+    assert_eq!(error.kind, ErrorKind::Auth, "{error}");
+    assert!(error.message.contains("Signatures do not match"), "{error}");
+
+    let stale = rig.open_with(Arc::new(Meddling {
+        inner: rig.host.host("aroflo"),
+        clock_shift_ms: -15 * 60_000,
+        rewrite: None,
+    }));
+    let error = stale.check().expect_err("stale");
+    assert_eq!(error.kind, ErrorKind::Auth);
+    assert!(error.message.contains("Payload has expired"), "{error}");
+}
+
+#[test]
+fn reads_page_by_500_with_explicit_wheres_and_miss_nothing_older_than_30_days() {
+    let rig = rig(620);
+    let connector = rig.connector();
+    let first = cursor_read(connector.as_ref(), "clients", None);
+    assert_eq!(first.records.len(), 500);
+    assert!(first.has_more);
+    let (clients, pages) = read_all(connector.as_ref(), "clients");
+    assert!(pages >= 2);
+    let ids: HashSet<&str> = clients.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 620, "every seeded client, old ones included");
+    let month_ago = tether_sandbox::timefmt::iso_ms(tether_sandbox::timefmt::now_ms() - 31 * 86_400_000);
+    assert!(clients
+        .iter()
+        .any(|r| r.updated_at.as_deref().is_some_and(|u| u < month_ago.as_str())));
+    // AroFlo's own default would have hidden most of them.
+    let state = rig.aroflo.emulator.state();
+    assert_eq!(state["clients"].as_array().map(Vec::len), Some(620));
+
+    // Nothing changed: the next poll brings back at most the last second again.
+    let again = cursor_read(connector.as_ref(), "clients", first.next.clone());
+    assert!(again.records.len() <= 500);
+
+    let (contacts, _) = read_all(connector.as_ref(), "contacts");
+    let seeded_contacts: usize = state["clients"]
+        .as_array()
+        .map(|c| c.iter().map(|c| c["contacts"].as_array().map_or(0, Vec::len)).sum())
+        .unwrap_or(0);
+    let contact_ids: HashSet<&str> = contacts.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(contact_ids.len(), seeded_contacts);
+    assert!(contacts
+        .iter()
+        .all(|c| c.parent.as_ref().is_some_and(|p| p.stream == "clients")));
+
+    let (task_notes, _) = read_all(connector.as_ref(), "tasknotes");
+    let seeded_notes: usize = state["tasks"]
+        .as_array()
+        .map(|t| t.iter().map(|t| t["notes"].as_array().map_or(0, Vec::len)).sum())
+        .unwrap_or(0);
+    assert_eq!(
+        task_notes.iter().map(|r| r.id.as_str()).collect::<HashSet<_>>().len(),
+        seeded_notes
+    );
+    assert!(task_notes
+        .iter()
+        .all(|n| n.fields["clientid"].is_string() && n.fields["content"].is_string()));
+
+    let (client_notes, _) = read_all(connector.as_ref(), "clientnotes");
+    assert_eq!(client_notes.len(), state["clientnotes"].as_array().map_or(0, Vec::len));
+
+    // A window: clients changed in the last 10 days only, by their own date field.
+    let now = tether_sandbox::timefmt::now_ms();
+    let window = connector
+        .read(ReadRequest {
+            stream: "clients".into(),
+            position: ReadPosition::Window {
+                since: tether_sandbox::timefmt::iso_ms(now - 10 * 86_400_000),
+                until: tether_sandbox::timefmt::iso_ms(now + 60_000),
+                page: None,
+            },
+            limit: None,
+            parent_id: None,
+        })
+        .expect("window");
+    let since = tether_sandbox::timefmt::iso_ms(now - 10 * 86_400_000 - 1000);
+    assert!(!window.records.is_empty() && window.records.len() < 620);
+    assert!(window
+        .records
+        .iter()
+        .all(|r| r.updated_at.as_deref().is_some_and(|u| u >= since.as_str())));
+}
+
+#[test]
+fn a_new_change_is_picked_up_by_the_next_poll() {
+    let rig = rig(5);
+    let connector = rig.connector();
+    let (_, _) = read_all(connector.as_ref(), "clients");
+    let last = cursor_read(connector.as_ref(), "clients", None).next;
+    let client = rig.aroflo.emulator.state()["clients"][0]["clientid"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    rig.aroflo
+        .emulator
+        .ui_post(
+            "clients",
+            &format!("<clients><client><clientid>{client}</clientid><email>new@example.com</email></client></clients>"),
+        )
+        .expect("ui edit");
+    let page = cursor_read(connector.as_ref(), "clients", last);
+    let changed = page
+        .records
+        .iter()
+        .find(|r| r.id == client)
+        .expect("the edited client comes back");
+    assert_eq!(changed.fields["email"], "new@example.com");
+}
+
+#[test]
+fn postxml_writes_insert_update_complete_and_type_envelope_errors() {
+    let rig = rig(2);
+    let connector = rig.connector();
+    let c = connector.as_ref();
+    let created = write(c, "client.create", None, None, json!({"clientname": "Coogee Electrical", "firstname": "Ava", "surname": "Smith", "mobile": "+61 491 570 120", "abn": "51 824 753 556"}))
+        .expect("client.create");
+    let client_id = created.target_id.expect("client id");
+    let duplicate = write(
+        c,
+        "client.create",
+        None,
+        None,
+        json!({"clientname": "Coogee Electrical", "firstname": "B", "surname": "C"}),
+    )
+    .expect_err("duplicate");
+    assert_eq!(duplicate.kind, ErrorKind::Conflict, "{duplicate}");
+    assert!(duplicate.message.contains("already exists"), "{duplicate}");
+    let incomplete = write(c, "client.create", None, None, json!({"clientname": "Nameless"})).expect_err("incomplete");
+    assert_eq!(incomplete.kind, ErrorKind::Invalid);
+
+    // A linked create updates instead of inserting twice.
+    let relinked = write(
+        c,
+        "client.create",
+        Some(&client_id),
+        None,
+        json!({"email": "ava@example.com"}),
+    )
+    .expect("linked create");
+    assert_eq!(relinked.target_id.as_deref(), Some(client_id.as_str()));
+    let state = rig.aroflo.emulator.state();
+    let clients: Vec<&Value> = state["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .filter(|c| c["clientname"] == "Coogee Electrical")
+        .collect();
+    assert_eq!(clients.len(), 1);
+    assert_eq!(clients[0]["email"], "ava@example.com");
+
+    let task = write(
+        c,
+        "task.create",
+        None,
+        Some(&client_id),
+        json!({"taskname": "Switchboard upgrade", "description": "Old fuses", "duedate": "2026-12-01T00:00:00Z"}),
+    )
+    .expect("task.create");
+    let task_id = task.target_id.expect("task id");
+    write(
+        c,
+        "task.update",
+        Some(&task_id),
+        None,
+        json!({"taskname": "Switchboard upgrade (3 phase)", "status": "inprogress"}),
+    )
+    .expect("task.update");
+    let find_task = || {
+        rig.aroflo.emulator.state()["tasks"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["taskid"] == task_id.as_str()).cloned())
+            .expect("task")
+    };
+    assert_eq!(find_task()["status"], "inprogress");
+    assert_eq!(find_task()["taskname"], "Switchboard upgrade (3 phase)");
+    assert_eq!(find_task()["client_id"], client_id.as_str());
+    write(c, "task.complete", Some(&task_id), None, json!({})).expect("task.complete");
+    assert_eq!(find_task()["status"], "completed");
+    assert!(find_task()["completed_ms"].is_number());
+
+    let completed_at_once = write(
+        c,
+        "task.create",
+        None,
+        Some(&client_id),
+        json!({"taskname": "Already done", "completed": true}),
+    )
+    .expect("create completed");
+    assert_eq!(completed_at_once.returned.get("status"), Some(&json!("Completed")));
+
+    let task_note = write(
+        c,
+        "note.create",
+        None,
+        None,
+        json!({"taskid": task_id, "content": "Isolated the circuit."}),
+    )
+    .expect("task note");
+    assert!(task_note.target_id.is_some());
+    let client_note = write(
+        c,
+        "note.create",
+        None,
+        None,
+        json!({"clientid": client_id, "content": "Prefers SMS."}),
+    )
+    .expect("client note");
+    assert!(client_note.target_id.is_some());
+    let too_long = write(
+        c,
+        "note.create",
+        None,
+        None,
+        json!({"clientid": client_id, "content": "x".repeat(1001)}),
+    )
+    .expect_err("too long");
+    assert_eq!(too_long.kind, ErrorKind::Invalid);
+    assert!(too_long.message.contains("1000"), "{too_long}");
+    let missing = write(
+        c,
+        "task.update",
+        Some("bm90LWEtdGFzaw=="),
+        None,
+        json!({"status": "pending"}),
+    )
+    .expect_err("missing task");
+    assert_eq!(missing.kind, ErrorKind::Invalid, "{missing}");
+    let (task_notes, _) = read_all(c, "tasknotes");
+    assert!(task_notes
+        .iter()
+        .any(|n| n.fields["content"] == "Isolated the circuit."));
+}
+
+#[test]
+fn aroflo_limits_come_back_as_rate_limited() {
+    let rig = rig(1);
+    let connector = rig.connector();
+    rig.aroflo.emulator.set_rate_limit(AroFloLimits {
+        per_second: 100,
+        per_minute: 1,
+        ..AroFloLimits::default()
+    });
+    connector.check().expect("first call");
+    let error = connector.check().expect_err("over the minute budget");
+    assert!(matches!(error.kind, ErrorKind::RateLimited { .. }), "{error}");
+    assert!(error.message.contains("Requests per Minute"), "{error}");
+}
+
+/// A tether config with the GHL emulator (`ghl`) and this rig's AroFlo (`aroflo`), the given
+/// shipped flows, and this checkout's plugin.
+struct SyncRig {
+    ghl: tether_sandbox::RunningGhl,
+    dir: tempfile::TempDir,
+}
+
+impl SyncRig {
+    fn new(rig: &Rig, flows: &[&str]) -> SyncRig {
+        let ghl = support::ghl_flow::emulator(&rig.host.runtime, 5, 0);
+        let dir = tempfile::tempdir().expect("dir");
+        install(built_here(), &["tether-aroflo"], &dir.path().join("plugins")).expect("install");
+        std::fs::create_dir_all(dir.path().join("flows")).expect("flows");
+        for flow in flows {
+            std::fs::copy(
+                checkout().join(format!("config/flows/{flow}.toml")),
+                dir.path().join(format!("flows/{flow}.toml")),
+            )
+            .expect("flow");
+        }
+        let c = &rig.aroflo.credentials;
+        std::fs::write(
+            dir.path().join("tether.toml"),
+            format!(
+                "plugins_dir = \"plugins\"\n[state]\nurl = \"sqlite://state.sqlite\"\n\n\
+                 [connectors.ghl]\nplugin = \"ghl\"\n[connectors.ghl.config]\nbase_url = \"{}\"\nlocation_id = \"{}\"\nprivate_token = \"{}\"\n\n\
+                 [connectors.aroflo]\nplugin = \"aroflo\"\n[connectors.aroflo.config]\nbase_url = \"{}\"\nuencoded = \"{}\"\npencoded = \"{}\"\norg_encoded = \"{}\"\nsecret_key = \"{}\"\n",
+                ghl.base_url(),
+                ghl.credentials.location_id,
+                ghl.credentials.pit,
+                rig.aroflo.base_url(),
+                c.uencoded,
+                c.pencoded,
+                c.org_encoded,
+                c.secret_key
+            ),
+        )
+        .expect("config");
+        SyncRig { ghl, dir }
+    }
+
+    /// `tether sync FLOW --json`: exit code, report, stderr.
+    fn run(&self, flow: &str) -> (Option<i32>, Value, String) {
+        let config = self.dir.path().join("tether.toml");
+        let output = Command::new(tether_bin())
+            .args(["--config", &config.display().to_string(), "sync", flow, "--json"])
+            .output()
+            .expect("run tether sync");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let report: Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("no JSON report; stderr: {stderr}"));
+        (output.status.code(), report, stderr)
+    }
+
+    fn contacts(&self) -> Vec<Value> {
+        support::ghl_flow::contacts_of(&self.ghl, &self.ghl.credentials.location_id)
+    }
+}
+
+#[test]
+fn tether_sync_brings_aroflo_clients_and_their_contacts_into_ghl() {
+    let rig = rig(8);
+    let sync = SyncRig::new(&rig, &["aroflo-clients", "aroflo-contacts"]);
+    let run = |flow: &str| sync.run(flow);
+    let ghl = &sync.ghl;
+    let (code, report, stderr) = run("aroflo-clients");
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    let contacts = support::ghl_flow::contacts_of(ghl, &ghl.credentials.location_id);
+    let aroflo_clients = rig.aroflo.emulator.state()["clients"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(contacts.len(), aroflo_clients.len(), "{report}");
+    for client in &aroflo_clients {
+        let email = client["email"].as_str().unwrap_or_default().to_lowercase();
+        let contact = contacts
+            .iter()
+            .find(|c| c["email"] == email.as_str())
+            .unwrap_or_else(|| panic!("{email} not in GHL"));
+        assert_eq!(contact["companyName"], client["clientname"]);
+        assert_eq!(contact["firstName"], client["firstname"]);
+        assert!(
+            contact["phone"].as_str().is_some_and(|p| p.starts_with("+61")),
+            "{contact}"
+        );
+        assert!(contact["tags"].as_array().is_some_and(|t| t.contains(&json!("aroflo"))));
+    }
+    // A second run writes nothing new: no duplicates.
+    let (code, _, stderr) = run("aroflo-clients");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        support::ghl_flow::contacts_of(ghl, &ghl.credentials.location_id).len(),
+        aroflo_clients.len()
+    );
+
+    // Each client's own contacts follow as GHL contacts of their own.
+    let (code, report, stderr) = run("aroflo-contacts");
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    let contacts = support::ghl_flow::contacts_of(ghl, &ghl.credentials.location_id);
+    let people: Vec<&Value> = aroflo_clients
+        .iter()
+        .flat_map(|c| c["contacts"].as_array().into_iter().flatten())
+        .collect();
+    assert!(!people.is_empty());
+    for person in people {
+        let email = person["email"].as_str().unwrap_or_default().to_lowercase();
+        let contact = contacts
+            .iter()
+            .find(|c| c["email"] == email.as_str())
+            .unwrap_or_else(|| panic!("{email} not in GHL"));
+        assert_eq!(contact["firstName"], person["givennames"]);
+        assert!(
+            contact["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("aroflo-contact"))),
+            "{contact}"
+        );
+    }
+}
+
+#[test]
+fn tether_sync_puts_aroflo_client_notes_on_the_linked_ghl_contact() {
+    let rig = rig(8);
+    let sync = SyncRig::new(&rig, &["aroflo-clients", "aroflo-clientnotes", "aroflo-tasknotes"]);
+    assert_eq!(sync.run("aroflo-clients").0, Some(0));
+    let (code, report, stderr) = sync.run("aroflo-clientnotes");
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    let state = rig.aroflo.emulator.state();
+    let ghl_state = sync.ghl.emulator.state();
+    let ghl_notes = ghl_state["notes"].as_array().cloned().unwrap_or_default();
+    let notes = state["clientnotes"].as_array().cloned().unwrap_or_default();
+    assert!(!notes.is_empty());
+    for note in &notes {
+        let client = state["clients"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["clientid"] == note["clientid"]))
+            .expect("client of the note");
+        let email = client["email"].as_str().unwrap_or_default().to_lowercase();
+        let contact = sync
+            .contacts()
+            .into_iter()
+            .find(|c| c["email"] == email.as_str())
+            .expect("linked contact");
+        let body = format!("[AroFlo] {}", note["content"].as_str().unwrap_or_default());
+        assert!(
+            ghl_notes
+                .iter()
+                .any(|n| n["contactId"] == contact["id"] && n["body"] == body.as_str()),
+            "{body} not on {}",
+            contact["id"]
+        );
+    }
+    let (code, report, stderr) = sync.run("aroflo-tasknotes");
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+}
+
+/// Flow 2: a GHL task (by webhook, through `tether run`) becomes an AroFlo task on the client the
+/// task's contact was linked from; its completion updates that task, never a second one.
+#[test]
+fn ghl_tasks_by_webhook_become_aroflo_tasks_on_the_linked_client() {
+    use support::host_process::{eventually, RunningHost};
+    let rig = rig(4);
+    let sync = SyncRig::new(&rig, &["aroflo-clients", "aroflo-tasks"]);
+    let config = sync.dir.path().join("tether.toml");
+    let (org, task_type) = rig.aroflo.emulator.task_defaults();
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        "[connectors.aroflo.config]\n",
+        &format!("[connectors.aroflo.config]\ndefault_org_id = \"{org}\"\ndefault_task_type_id = \"{task_type}\"\n"),
+    );
+    let text = text.replace(
+        "[connectors.ghl.config]\n",
+        &format!(
+            "[connectors.ghl.config]\nwebhook_public_key = \"{}\"\n",
+            sync.ghl.webhook_public_key.base64
+        ),
+    );
+    std::fs::write(&config, text).expect("config");
+    let (code, report, stderr) = sync.run("aroflo-clients");
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    let contact = sync
+        .contacts()
+        .into_iter()
+        .find(|c| c["email"].is_string())
+        .expect("a synced contact");
+    let email = contact["email"].as_str().unwrap_or_default().to_lowercase();
+    let client_id = rig.aroflo.emulator.state()["clients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["email"].as_str().is_some_and(|e| e.to_lowercase() == email))
+        .and_then(|c| c["clientid"].as_str().map(str::to_owned))
+        .expect("the contact's client");
+
+    let host = RunningHost::start(&config, &["--idle-ms", "50"]);
+    sync.ghl.emulator.register_webhook(host.webhook_url("ghl"));
+    let contact_id = contact["id"].as_str().expect("id").to_owned();
+    let created: Value = rig.host.runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/contacts/{contact_id}/tasks", sync.ghl.base_url()))
+            .bearer_auth(&sync.ghl.credentials.pit)
+            .header("Version", "2021-07-28")
+            .json(&json!({"title": "Quote hot water system", "dueDate": "2026-12-01T00:00:00Z", "completed": false}))
+            .send()
+            .await
+            .expect("POST task")
+            .json()
+            .await
+            .expect("JSON")
+    });
+    let task_id = created["task"]["id"].as_str().expect("task id").to_owned();
+    let tasks_named = |name: &str| -> Vec<Value> {
+        rig.aroflo.emulator.state()["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["taskname"] == name)
+            .cloned()
+            .collect()
+    };
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || tasks_named(
+            "Quote hot water system"
+        )
+        .len()
+            == 1),
+        "the GHL task reaches AroFlo"
+    );
+    assert_eq!(
+        tasks_named("Quote hot water system")[0]["client_id"],
+        client_id.as_str()
+    );
+
+    rig.host.runtime.block_on(async {
+        let status = reqwest::Client::new()
+            .put(format!(
+                "{}/contacts/{contact_id}/tasks/{task_id}/completed",
+                sync.ghl.base_url()
+            ))
+            .bearer_auth(&sync.ghl.credentials.pit)
+            .header("Version", "2021-07-28")
+            .json(&json!({"completed": true}))
+            .send()
+            .await
+            .expect("PUT completed")
+            .status();
+        assert!(status.is_success(), "{status}");
+    });
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || tasks_named(
+            "Quote hot water system"
+        )
+        .first()
+        .is_some_and(|t| t["status"] == "completed")),
+        "completing it in GHL completes it in AroFlo: {:?}",
+        tasks_named("Quote hot water system")
+    );
+    assert_eq!(host.stop(), Some(0));
+    assert_eq!(
+        tasks_named("Quote hot water system").len(),
+        1,
+        "updated, never duplicated"
+    );
+}
