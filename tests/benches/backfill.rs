@@ -178,21 +178,10 @@ impl Rig {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let plugins = dir.path().join("plugins");
         install(release, &["tether-moloni"], &plugins)?;
-        let (m, g) = (&moloni.credentials, &ghl.credentials);
         let config = format!(
-            "plugins_dir = \"plugins\"\nflows_dir = \"flows\"\n[state]\nurl = \"sqlite://state.sqlite\"\n\n\
-             [connectors.ghl]\nplugin = \"ghl\"\n[connectors.ghl.config]\nbase_url = \"{}\"\nlocation_id = \"{}\"\nprivate_token = \"{}\"\n\n\
-             [connectors.moloni_pt]\nplugin = \"moloni\"\n[connectors.moloni_pt.config]\nbase_url = \"{}\"\nclient_id = \"{}\"\n\
-             client_secret = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\ncompany_id = {}\noverlap_seconds = 0\n",
-            ghl.base_url(),
-            g.location_id,
-            g.pit,
-            moloni.base_url(),
-            m.client_id,
-            m.client_secret,
-            m.username,
-            m.password,
-            m.company_id
+            "plugins_dir = \"plugins\"\nflows_dir = \"flows\"\n[state]\nurl = \"sqlite://state.sqlite\"\n\n{}\n{}overlap_seconds = 0\n",
+            ghl.connector_toml("ghl"),
+            moloni.connector_toml("moloni_pt"),
         );
         let write = |path: PathBuf, text: &str| {
             std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))

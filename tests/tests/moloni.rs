@@ -464,24 +464,13 @@ fn flow(seed: u64, customers: usize) -> Flow {
     let moloni = runtime.block_on(moloni::start(addr, moloni_config)).expect("moloni");
     let plugins = plugin_dir(&["tether-moloni"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (m, g) = (&moloni.credentials, &ghl.credentials);
     std::fs::write(
         dir.path().join("tether.toml"),
         format!(
-            "plugins_dir = \"{}\"\nflows_dir = \"flows\"\n[state]\nurl = \"sqlite://state.sqlite\"\n\n\
-             [connectors.ghl]\nplugin = \"ghl\"\n[connectors.ghl.config]\nbase_url = \"{}\"\nlocation_id = \"{}\"\nprivate_token = \"{}\"\n\n\
-             [connectors.moloni_pt]\nplugin = \"moloni\"\n[connectors.moloni_pt.config]\nbase_url = \"{}\"\nclient_id = \"{}\"\n\
-             client_secret = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\ncompany_id = {}\noverlap_seconds = 0\n",
+            "plugins_dir = \"{}\"\nflows_dir = \"flows\"\n[state]\nurl = \"sqlite://state.sqlite\"\n\n{}\n{}overlap_seconds = 0\n",
             plugins.path().display(),
-            ghl.base_url(),
-            g.location_id,
-            g.pit,
-            moloni.base_url(),
-            m.client_id,
-            m.client_secret,
-            m.username,
-            m.password,
-            m.company_id
+            ghl.connector_toml("ghl"),
+            moloni.connector_toml("moloni_pt"),
         ),
     )
     .expect("config");

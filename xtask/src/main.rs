@@ -126,7 +126,8 @@ fn demo() -> Result<(), String> {
     status?;
     println!(
         "\nThe sandbox was stopped. Keep it up with `{0} sandbox`, then `{0} --config config/tether.toml run` \
-         runs every flow continuously (pollers, webhooks at http://127.0.0.1:7700/webhooks/CONNECTOR).",
+         runs every flow continuously (pollers, webhooks at http://127.0.0.1:7700/webhooks/CONNECTOR) \
+         with its dashboard at http://127.0.0.1:7700/ (overview, activity, records, webhook log, dead letters).",
         tether.display()
     );
     if failed.is_empty() {

@@ -84,6 +84,14 @@ struct RawConfig {
     delivery: crate::engine::RetryPolicy,
     #[serde(default)]
     connectors: BTreeMap<String, RawConnector>,
+    #[serde(default)]
+    dashboard: RawDashboard,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    token: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +154,15 @@ pub struct Config {
     pub http: HttpSettings,
     pub delivery: crate::engine::RetryPolicy,
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    pub dashboard: DashboardSettings,
+}
+
+/// The dashboard of `tether run`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DashboardSettings {
+    /// The bearer token the dashboard and `/metrics` require (`${ENV}` expanded). Required when
+    /// `tether run` listens beyond loopback.
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -177,6 +194,7 @@ impl Config {
             http: HttpSettings::default(),
             delivery: crate::engine::RetryPolicy::default(),
             connectors: BTreeMap::new(),
+            dashboard: DashboardSettings::default(),
         }
     }
 
@@ -214,6 +232,20 @@ impl Config {
             .key_file
             .as_ref()
             .map_or(base.join(DEFAULT_KEY_FILE), |k| base.join(expand(k)));
+
+        let dashboard_token = raw.dashboard.token.as_ref().map(&mut expand);
+        if let (Some(token), Some(raw_token)) = (&dashboard_token, &raw.dashboard.token) {
+            if token.trim().len() < 16 {
+                errors.push(
+                    source
+                        .error(
+                            Some(raw_token.span()),
+                            "the dashboard token is shorter than 16 characters",
+                        )
+                        .hint("use a long random value, e.g. `openssl rand -hex 32`"),
+                );
+            }
+        }
 
         let mut connectors = BTreeMap::new();
         for (name, section) in raw.connectors {
@@ -264,6 +296,7 @@ impl Config {
             http: raw.http,
             delivery: raw.delivery,
             connectors,
+            dashboard: DashboardSettings { token: dashboard_token },
         })
     }
 }
@@ -351,6 +384,18 @@ mod tests {
                 per_seconds: 1.0
             })
         );
+    }
+
+    #[test]
+    fn the_dashboard_token_is_expanded_and_a_short_one_is_located() {
+        let config = parse("[dashboard]\ntoken = \"${TOKEN}-and-more-characters\"\n").expect("valid");
+        assert_eq!(config.dashboard.token.as_deref(), Some("t0k3n-and-more-characters"));
+        assert_eq!(parse("").expect("valid").dashboard.token, None);
+        let errors = parse("\n[dashboard]\ntoken = \"${TOKEN}\"\n").expect_err("too short");
+        assert_eq!((errors[0].line, errors[0].column), (3, 9), "{}", errors[0]);
+        assert!(errors[0].message.contains("shorter than 16"), "{}", errors[0]);
+        let errors = parse("[dashboard]\ntokn = \"x\"\n").expect_err("unknown key");
+        assert!(errors[0].message.contains("unknown field `tokn`"), "{}", errors[0]);
     }
 
     #[test]

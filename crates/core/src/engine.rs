@@ -455,7 +455,7 @@ impl FlowRun<'_> {
             action,
             priority: self.priority,
             target_id: link.as_ref().map(|l| l.target_id.clone()),
-            parent_id,
+            parent_id: parent_id.clone(),
             input: input.clone(),
         };
         match self.write_holding_claim(target, worker, row, request).await? {
@@ -491,6 +491,7 @@ impl FlowRun<'_> {
                                 written_hash: Some(hash),
                                 written: Some(sent),
                                 source_updated_at: row.record.updated_at.clone(),
+                                parent_id,
                             },
                         )
                     }),

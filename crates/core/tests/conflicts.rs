@@ -147,6 +147,7 @@ async fn each_policy_decides_a_race_between_both_sides() {
             written_hash: Some("old".into()),
             written: Some(r#"{"name":"seed"}"#.into()),
             source_updated_at: Some("2026-01-01T09:00:00Z".into()),
+            parent_id: None,
         };
         let key = LinkKey {
             source: "a/contacts".into(),

@@ -306,6 +306,7 @@ async fn delivery_records_the_link_with_the_row() {
             written_hash: Some("h1".into()),
             written: Some(r#"{"email":"a@b.c"}"#.into()),
             source_updated_at: Some("2026-01-01T00:00:00Z".into()),
+            parent_id: Some("contact-7".into()),
         };
         assert!(store
             .finish(
@@ -464,6 +465,7 @@ async fn events_runs_claim_renewal_echo_links_and_the_webhook_log() {
             written_hash: Some("h".into()),
             written: Some(r#"{"name":"Ann"}"#.into()),
             source_updated_at: None,
+            parent_id: None,
         };
         let events = [NewEvent {
             flow: flow.clone(),
@@ -565,6 +567,106 @@ async fn events_runs_claim_renewal_echo_links_and_the_webhook_log() {
             ("verified", 1, 200),
             "{dialect}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn console_queries_follow_links_parents_and_count_todays_events() {
+    use tether_core::store::{EventKind, NewEvent};
+    each_store(async |store, dialect| {
+        let run = unique("run");
+        let contacts = unique("contacts");
+        let tasks = unique("tasks");
+        let crm = format!("{run}-crm/contacts");
+        let ghl = format!("{run}-ghl/contact");
+        let ghl_task = format!("{run}-ghl/task");
+        let contact_id = format!("c-{run}");
+        let deliver = async |flow: &str, source_id: &str, key: LinkKey, link: LinkRow, at: i64| {
+            store
+                .enqueue(flow, &[record(source_id, None, "x")], None, at)
+                .await
+                .expect("enqueue");
+            let row = store.claim(flow, "w", 1, 60_000, at).await.expect("claim").remove(0);
+            let event = NewEvent {
+                flow: flow.to_owned(),
+                source_id: source_id.to_owned(),
+                target_id: Some(link.target_id.clone()),
+                kind: EventKind::Written,
+                detail: None,
+            };
+            assert!(store
+                .finish_recording(
+                    row.id,
+                    "w",
+                    &Outcome::Delivered {
+                        link: Some((key, link))
+                    },
+                    &[event],
+                    at
+                )
+                .await
+                .expect("finish"));
+        };
+        let link = |target_id: &str, parent_id: Option<&str>| LinkRow {
+            target_id: target_id.to_owned(),
+            written_hash: None,
+            written: None,
+            source_updated_at: None,
+            parent_id: parent_id.map(str::to_owned),
+        };
+        deliver(
+            &contacts,
+            "42",
+            LinkKey {
+                source: crm.clone(),
+                source_id: "42".into(),
+                target: ghl.clone(),
+            },
+            link(&contact_id, None),
+            1_000,
+        )
+        .await;
+        deliver(
+            &tasks,
+            "t1",
+            LinkKey {
+                source: format!("{run}-crm/tasks"),
+                source_id: "t1".into(),
+                target: ghl_task.clone(),
+            },
+            link(&format!("task-{run}"), Some(&contact_id)),
+            5_000,
+        )
+        .await;
+
+        // The contact seen from GHL's side finds the CRM record it came from.
+        let edges = store.links_touching(&ghl, &contact_id).await.expect("links");
+        assert_eq!(edges.len(), 1, "{dialect}");
+        assert_eq!(
+            (edges[0].source.as_str(), edges[0].source_id.as_str()),
+            (crm.as_str(), "42")
+        );
+        assert!(store.links_touching(&crm, &contact_id).await.expect("links").is_empty());
+        assert_eq!(
+            store.systems_of_id(&contact_id).await.expect("systems"),
+            vec![ghl.clone()]
+        );
+        // Its task, written under it.
+        let children = store.links_under(&contact_id, 10).await.expect("children");
+        assert_eq!(children.len(), 1, "{dialect}");
+        assert_eq!(children[0].target, ghl_task);
+        // Events by either side's id.
+        assert_eq!(store.events_of_record("42", 10).await.expect("events").len(), 1);
+        assert_eq!(store.events_of_record(&contact_id, 10).await.expect("events").len(), 1);
+        // Counted since a time: the contact's write at 1 000 is before, the task's at 5 000 after.
+        let counts = store.event_counts_since(2_000).await.expect("counts");
+        let ours: Vec<_> = counts
+            .iter()
+            .filter(|c| c.flow == contacts || c.flow == tasks)
+            .map(|c| (c.flow.clone(), c.kind.clone(), c.count))
+            .collect();
+        assert_eq!(ours, vec![(tasks.clone(), "written".to_owned(), 1)], "{dialect}");
     })
     .await;
 }

@@ -1,5 +1,8 @@
-//! The host's HTTP server: webhook intake (`POST /webhooks/{connector}`), `/healthz` and
-//! `/readyz`.
+//! The host's HTTP server: webhook intake (`POST /webhooks/{connector}`), `/healthz`,
+//! `/readyz`, and the console (see [`crate::console`]).
+//!
+//! Webhooks and health stay open: webhooks are verified by their signatures, health checks
+//! reveal nothing. Everything else is behind the console's access check.
 //!
 //! A webhook is answered 200 only once its events are queued durably (see
 //! `tether_core::scheduler`); a store failure is a 503 so the sender retries.
@@ -16,6 +19,8 @@ use tether_abi::WebhookRequest;
 use tether_core::scheduler::{Intake, Scheduler};
 use tether_core::store::Store;
 
+use crate::console::{self, Console};
+
 #[derive(Clone)]
 pub struct ServerState {
     pub scheduler: Arc<Scheduler>,
@@ -23,12 +28,13 @@ pub struct ServerState {
     pub clock: tether_core::scheduler::Clock,
 }
 
-pub fn router(state: ServerState) -> Router {
+pub fn router(state: ServerState, console: Arc<Console>) -> Router {
     Router::new()
         .route("/webhooks/{connector}", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
+        .merge(console::router(console))
 }
 
 async fn webhook(

@@ -16,14 +16,13 @@ pub struct RunningHost {
 impl RunningHost {
     /// Starts `tether run` with `args` after the config; waits for its banner line.
     pub fn start(config: &Path, args: &[&str]) -> RunningHost {
+        RunningHost::start_on(config, "127.0.0.1:0", args)
+    }
+
+    /// Starts `tether run --listen LISTEN`; the base URL is on loopback whatever LISTEN is.
+    pub fn start_on(config: &Path, listen: &str, args: &[&str]) -> RunningHost {
         let mut child = Command::new(tether_bin())
-            .args([
-                "--config",
-                &config.display().to_string(),
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--config", &config.display().to_string(), "run", "--listen", listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -37,7 +36,7 @@ impl RunningHost {
             .nth(1)
             .and_then(|rest| rest.split("/webhooks/").next())
             .unwrap_or_else(|| panic!("no address in the banner: {line:?}"))
-            .to_owned();
+            .replace("0.0.0.0", "127.0.0.1");
         RunningHost { child, base }
     }
 

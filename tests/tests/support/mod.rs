@@ -5,6 +5,7 @@
 
 pub mod ghl_flow;
 pub mod host_process;
+pub mod webdriver;
 
 use std::sync::Arc;
 

@@ -82,6 +82,25 @@ pub struct WebhookLogRow {
     pub detail: Option<String>,
 }
 
+/// One link: a source record and the target record it was written to.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct LinkEdge {
+    pub source: String,
+    pub source_id: String,
+    pub target: String,
+    pub target_id: String,
+    pub parent_id: Option<String>,
+    pub updated_at: i64,
+}
+
+/// How many events of one kind a flow had.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct EventCount {
+    pub flow: String,
+    pub kind: String,
+    pub count: i64,
+}
+
 impl Store {
     /// Records a run of a flow's trigger: `error` None means it succeeded. The last error stays
     /// until a later error replaces it; `last_ok_at` tells whether it is still current.
@@ -134,6 +153,77 @@ impl Store {
             .bind(flow)
             .bind(kind)
             .bind(kind)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The newest events first whose source or target record is `id`.
+    pub async fn events_of_record(&self, id: &str, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT id, at, flow, source_id, target_id, kind, detail FROM events \
+                 WHERE source_id = ? OR target_id = ? ORDER BY id DESC LIMIT ?",
+            ))
+            .bind(id)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Events per flow and kind since `since_ms`.
+    pub async fn event_counts_since(&self, since_ms: i64) -> Result<Vec<EventCount>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT flow, kind, COUNT(*) AS count FROM events WHERE at >= ? GROUP BY flow, kind ORDER BY flow, kind",
+            ))
+            .bind(since_ms)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Every link with record `id` of `system` on either side.
+    pub async fn links_touching(&self, system: &str, id: &str) -> Result<Vec<LinkEdge>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT source, source_id, target, target_id, parent_id, updated_at FROM links \
+                 WHERE (source = ? AND source_id = ?) OR (target = ? AND target_id = ?) ORDER BY source, target",
+            ))
+            .bind(system)
+            .bind(id)
+            .bind(system)
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The systems in which some link has a record `id`, on either side.
+    pub async fn systems_of_id(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT source FROM links WHERE source_id = ? UNION SELECT target FROM links WHERE target_id = ?",
+            ))
+            .bind(id)
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(system,)| system).collect())
+    }
+
+    /// The links of records written under parent `parent_id` (a contact's tasks and notes).
+    pub async fn links_under(&self, parent_id: &str, limit: i64) -> Result<Vec<LinkEdge>, StoreError> {
+        Ok(dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(
+                "SELECT source, source_id, target, target_id, parent_id, updated_at FROM links \
+                 WHERE parent_id = ? ORDER BY updated_at DESC LIMIT ?",
+            ))
+            .bind(parent_id)
             .bind(limit)
             .fetch_all(pool)
             .await?

@@ -65,6 +65,8 @@ pub struct LinkRow {
     pub written: Option<String>,
     /// When the source record last written from had changed (its `updated_at`).
     pub source_updated_at: Option<String>,
+    /// The parent's id in the target (the contact a task or note was written under).
+    pub parent_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -259,11 +261,12 @@ impl Store {
             if updated == 1 {
                 if let Outcome::Delivered { link: Some((key, row)) } = outcome {
                     sqlx::query(&sql(
-                        "INSERT INTO links (source, source_id, target, target_id, written_hash, written, source_updated_at, updated_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                        "INSERT INTO links (source, source_id, target, target_id, written_hash, written, source_updated_at, parent_id, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                          ON CONFLICT (source, source_id, target) DO UPDATE SET target_id = excluded.target_id, \
                          written_hash = excluded.written_hash, written = excluded.written, \
-                         source_updated_at = excluded.source_updated_at, updated_at = excluded.updated_at",
+                         source_updated_at = excluded.source_updated_at, parent_id = excluded.parent_id, \
+                         updated_at = excluded.updated_at",
                     ))
                     .bind(&key.source)
                     .bind(&key.source_id)
@@ -272,6 +275,7 @@ impl Store {
                     .bind(&row.written_hash)
                     .bind(&row.written)
                     .bind(&row.source_updated_at)
+                    .bind(&row.parent_id)
                     .bind(now_ms)
                     .execute(&mut *tx)
                     .await?;
@@ -299,7 +303,7 @@ impl Store {
     pub async fn link(&self, key: &LinkKey) -> Result<Option<LinkRow>, StoreError> {
         Ok(dialect!(self, |pool, sql| {
             sqlx::query_as(&sql(
-                "SELECT target_id, written_hash, written, source_updated_at FROM links \
+                "SELECT target_id, written_hash, written, source_updated_at, parent_id FROM links \
                  WHERE source = ? AND source_id = ? AND target = ?",
             ))
             .bind(&key.source)
@@ -359,7 +363,7 @@ impl Store {
     ) -> Result<Option<LinkRow>, StoreError> {
         Ok(dialect!(self, |pool, sql| {
             sqlx::query_as(&sql(
-                "SELECT target_id, written_hash, written, source_updated_at FROM links \
+                "SELECT target_id, written_hash, written, source_updated_at, parent_id FROM links \
                  WHERE target_id = ? AND target LIKE ? AND source LIKE ? ORDER BY updated_at DESC LIMIT 1",
             ))
             .bind(target_id)

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-pub use activity::{EventKind, EventRow, FlowRunRow, NewEvent, WebhookLogRow};
+pub use activity::{EventCount, EventKind, EventRow, FlowRunRow, LinkEdge, NewEvent, WebhookLogRow};
 pub use delivery::{Claimed, DeadLetter, FlowCounts, LinkKey, LinkRow, Outcome, Queued};
 pub use secrets::SealedSecret;
 

@@ -277,6 +277,10 @@ impl Prepared {
         })
     }
 
+    pub fn context(&self) -> &std::sync::Arc<crate::services::HostContext> {
+        &self.context
+    }
+
     pub fn flow(&self) -> &Flow {
         &self.checked.flows[self.index]
     }

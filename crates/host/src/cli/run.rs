@@ -9,6 +9,8 @@ use tether_core::flow;
 use tether_core::scheduler::{FlowSlot, Scheduler, SchedulerSettings};
 
 use super::{flows, CliError, Exit};
+use crate::console::access::Access;
+use crate::console::{Console, FlowInfo};
 use crate::server::{self, ServerState};
 use crate::services::now_ms;
 
@@ -19,7 +21,10 @@ pub struct RunArgs {
 }
 
 pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
+    let access = Access::new(args.listen, config.dashboard.token.clone())
+        .map_err(|refused| CliError::new(Exit::Usage, refused.to_string()))?;
     let prepared = flows::Prepared::all(config)?;
+    let flow_infos: Vec<FlowInfo> = prepared.checked.flows.iter().map(FlowInfo::of).collect();
     let names: Vec<String> = prepared.checked.flows.iter().map(|f| f.name.clone()).collect();
     // Relations are computed over the whole set before the flows move into their slots.
     let relations: Vec<flow::Relations> = prepared
@@ -28,13 +33,21 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         .iter()
         .map(|f| flow::relations(&prepared.checked.flows, f))
         .collect();
+    // One instance per configured connector, shared by its flows: one token, one rate budget.
+    let mut instances: std::collections::BTreeMap<String, Arc<dyn tether_abi::Connector>> = Default::default();
     let mut opened = Vec::new();
     for f in &prepared.checked.flows {
-        opened.push((
-            prepared.open(config, &f.source_connector)?,
-            prepared.open(config, &f.target_connector)?,
-        ));
+        let mut instance = |name: &str| -> Result<Arc<dyn tether_abi::Connector>, CliError> {
+            if let Some(open) = instances.get(name) {
+                return Ok(Arc::clone(open));
+            }
+            let open = prepared.open(config, name)?;
+            instances.insert(name.to_owned(), Arc::clone(&open));
+            Ok(open)
+        };
+        opened.push((instance(&f.source_connector)?, instance(&f.target_connector)?));
     }
+    let context = Arc::clone(prepared.context());
     let flows::Prepared {
         checked,
         runtime,
@@ -77,16 +90,27 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         let bound = listener.local_addr().unwrap_or(args.listen);
         // Tests and scripts read this line to learn the port when ADDR asks for port 0.
         println!(
-            "tether run: {} flow(s) [{}]; webhooks at http://{bound}/webhooks/CONNECTOR",
+            "tether run: {} flow(s) [{}]; webhooks at http://{bound}/webhooks/CONNECTOR; dashboard at http://{bound}/",
             names.len(),
             names.join(", ")
         );
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let app = server::router(ServerState {
-            scheduler: Arc::clone(&scheduler),
-            store,
-            clock,
-        });
+        let console = Console::new(
+            store.clone(),
+            config.clone(),
+            flow_infos,
+            context,
+            access,
+            Arc::clone(&clock),
+        );
+        let app = server::router(
+            ServerState {
+                scheduler: Arc::clone(&scheduler),
+                store,
+                clock,
+            },
+            console,
+        );
         let mut server_stop = stop.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -1,67 +1,17 @@
 //! `tether status`: per flow the cursor, queue depth and dead letters; per connector the token
 //! state. Reads the state store only: no remote API is called.
 
-use std::sync::Arc;
-
-use serde::Serialize;
-use tether_core::config::{Config, ConnectorConfig};
-use tether_core::store::{FlowCounts, FlowRunRow, Store};
+use tether_core::config::Config;
+use tether_core::store::Store;
 use tether_core::vault::{SecretKey, Vault, KEY_ENV};
-use tether_ghl::auth::{NEEDS_RECONNECT_SECRET, REFRESH_TOKEN_SECRET};
 
 use super::{print_json, table, CliError, Exit};
-
-#[derive(Serialize)]
-struct FlowStatus {
-    flow: String,
-    cursor: Option<String>,
-    queued: i64,
-    dead_letters: i64,
-    delivered: i64,
-    /// Milliseconds since the epoch of the last poll, sync or delivery problem.
-    last_run_at: Option<i64>,
-    last_ok_at: Option<i64>,
-    last_error: Option<String>,
-    last_error_at: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct ConnectorStatus {
-    connector: String,
-    kind: String,
-    token: TokenState,
-    /// What to do about it, when something is needed.
-    hint: Option<String>,
-}
-
-#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum TokenState {
-    /// A static credential from the config (API key, private integration token).
-    ConfigCredential,
-    Connected,
-    NotConnected,
-    NeedsReconnect,
-    /// The connector keeps no token the host can see.
-    NotApplicable,
-}
-
-impl TokenState {
-    fn as_str(self) -> &'static str {
-        match self {
-            TokenState::ConfigCredential => "config credential",
-            TokenState::Connected => "connected",
-            TokenState::NotConnected => "not connected",
-            TokenState::NeedsReconnect => "NEEDS RECONNECT",
-            TokenState::NotApplicable => "-",
-        }
-    }
-}
+use crate::report::{self, ConnectorStatus, ReportError, TokenState};
 
 pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
     super::block_on(async {
         let store = super::open_store(config).await?;
-        let flows = flow_status(&store).await?;
+        let flows = report::flows(&store).await.map_err(super::store_error)?;
         let connectors = connector_status(config, store).await?;
         let attention = connectors.iter().any(|c| c.token == TokenState::NeedsReconnect);
         if json {
@@ -77,10 +27,7 @@ pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
                         f.dead_letters.to_string(),
                         f.delivered.to_string(),
                         when(f.last_run_at),
-                        match (&f.last_error, f.last_error_at > f.last_ok_at) {
-                            (Some(error), true) => error.clone(),
-                            _ => "-".into(),
-                        },
+                        f.current_error().unwrap_or("-").to_owned(),
                     ]
                 })
                 .collect();
@@ -121,42 +68,6 @@ pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
     })
 }
 
-async fn flow_status(store: &Store) -> Result<Vec<FlowStatus>, CliError> {
-    let counts = store.flow_counts().await.map_err(super::store_error)?;
-    let mut runs: std::collections::BTreeMap<String, FlowRunRow> = store
-        .flow_runs()
-        .await
-        .map_err(super::store_error)?
-        .into_iter()
-        .map(|r| (r.flow.clone(), r))
-        .collect();
-    let mut counts: std::collections::BTreeMap<String, FlowCounts> =
-        counts.into_iter().map(|c| (c.flow.clone(), c)).collect();
-    let names: std::collections::BTreeSet<String> = counts.keys().chain(runs.keys()).cloned().collect();
-    let mut flows = Vec::with_capacity(names.len());
-    for name in names {
-        // Backfill progress is stored as cursors of their own, not as flows.
-        if name.starts_with("backfill:") {
-            continue;
-        }
-        let cursor = store.cursor(&name).await.map_err(super::store_error)?;
-        let count = counts.remove(&name).unwrap_or_default();
-        let run = runs.remove(&name);
-        flows.push(FlowStatus {
-            flow: name,
-            cursor,
-            queued: count.pending,
-            dead_letters: count.dead,
-            delivered: count.done,
-            last_run_at: run.as_ref().map(|r| r.last_run_at),
-            last_ok_at: run.as_ref().and_then(|r| r.last_ok_at),
-            last_error: run.as_ref().and_then(|r| r.last_error.clone()),
-            last_error_at: run.as_ref().and_then(|r| r.last_error_at),
-        });
-    }
-    Ok(flows)
-}
-
 /// RFC 3339 to the second, or `-`.
 fn when(ms: Option<i64>) -> String {
     ms.and_then(|ms| u64::try_from(ms / 1000).ok())
@@ -167,55 +78,15 @@ fn when(ms: Option<i64>) -> String {
 }
 
 async fn connector_status(config: &Config, store: Store) -> Result<Vec<ConnectorStatus>, CliError> {
-    let needs_vault = config.connectors.values().any(|c| c.plugin == "ghl");
-    let vault = if needs_vault {
+    let vault = if config.connectors.values().any(|c| c.plugin == "ghl") {
         let key = SecretKey::load(std::env::var(KEY_ENV).ok().as_deref(), &config.key_file)
             .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
-        Some(Arc::new(Vault::new(key, store)))
+        Some(Vault::new(key, store))
     } else {
         None
     };
-    let mut out = Vec::new();
-    for connector in config.connectors.values() {
-        let (token, hint) = match (&vault, connector.plugin.as_str()) {
-            (Some(vault), "ghl") => ghl_token_state(vault, connector).await?,
-            _ => (TokenState::NotApplicable, None),
-        };
-        out.push(ConnectorStatus {
-            connector: connector.name.clone(),
-            kind: connector.plugin.clone(),
-            token,
-            hint,
-        });
-    }
-    Ok(out)
-}
-
-async fn ghl_token_state(vault: &Vault, connector: &ConnectorConfig) -> Result<(TokenState, Option<String>), CliError> {
-    let has = |key: &str| {
-        connector
-            .config
-            .get(key)
-            .and_then(|v| v.as_str())
-            .is_some_and(|v| !v.trim().is_empty())
-    };
-    if has("private_token") {
-        return Ok((TokenState::ConfigCredential, None));
-    }
-    let secret = |name: &'static str| async move {
-        // The connector clears a marker by storing an empty value.
-        let value = vault
-            .get(&connector.name, name)
-            .await
-            .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
-        Ok::<_, CliError>(value.filter(|v| !v.is_empty()))
-    };
-    let reconnect = format!("run `tether auth ghl --connector {}`", connector.name);
-    if let Some(reason) = secret(NEEDS_RECONNECT_SECRET).await? {
-        return Ok((TokenState::NeedsReconnect, Some(format!("{reason}; {reconnect}"))));
-    }
-    Ok(match secret(REFRESH_TOKEN_SECRET).await? {
-        Some(_) => (TokenState::Connected, None),
-        None => (TokenState::NotConnected, Some(reconnect)),
+    report::connectors(config, vault.as_ref()).await.map_err(|e| match e {
+        ReportError::Store(e) => super::store_error(e),
+        e => CliError::new(Exit::Failed, e.to_string()),
     })
 }

@@ -24,6 +24,48 @@ pub struct HostContext {
     http: HttpService,
     vault: Arc<Vault>,
     redactor: Arc<Redactor>,
+    rates: RateBook,
+}
+
+/// The rate-limit budget a connector's API last reported (`X-RateLimit-*` response headers),
+/// for the dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RateSeen {
+    pub remaining: Option<u32>,
+    pub max: Option<u32>,
+    pub interval_ms: Option<u64>,
+    pub daily_remaining: Option<u64>,
+    pub daily_limit: Option<u64>,
+    pub at_ms: i64,
+}
+
+/// The last [`RateSeen`] of each connector instance.
+#[derive(Default)]
+pub struct RateBook(std::sync::Mutex<std::collections::BTreeMap<String, RateSeen>>);
+
+impl RateBook {
+    fn note(&self, instance: &str, headers: &[(String, String)], now_ms: i64) {
+        let parsed = tether_ghl::governor::RateHeaders::parse(headers);
+        if parsed == tether_ghl::governor::RateHeaders::default() {
+            return;
+        }
+        let seen = RateSeen {
+            remaining: parsed.remaining,
+            max: parsed.max,
+            interval_ms: parsed.interval_ms,
+            daily_remaining: parsed.daily_remaining,
+            daily_limit: parsed.daily_limit,
+            at_ms: now_ms,
+        };
+        // A poisoned lock only means another thread panicked mid-insert: the map is still usable.
+        let mut book = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        book.insert(instance.to_owned(), seen);
+    }
+
+    pub fn get(&self, instance: &str) -> Option<RateSeen> {
+        let book = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        book.get(instance).copied()
+    }
 }
 
 impl HostContext {
@@ -38,11 +80,20 @@ impl HostContext {
             http: HttpService::new(settings)?,
             vault,
             redactor,
+            rates: RateBook::default(),
         }))
     }
 
     pub fn redactor(&self) -> &Arc<Redactor> {
         &self.redactor
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    pub fn rates(&self) -> &RateBook {
+        &self.rates
     }
 
     /// The services for one connector instance, with its own rate limit.
@@ -72,11 +123,14 @@ impl ConnectorServices {
 impl HostServices for ConnectorServices {
     fn http(&self, request: HttpRequest) -> Result<HttpResponse, ConnectorError> {
         let context = &self.context;
-        self.block_on(
-            context
-                .http
-                .send(&self.instance, self.limiter.as_deref(), &context.redactor, request),
-        )
+        let response = self.block_on(context.http.send(
+            &self.instance,
+            self.limiter.as_deref(),
+            &context.redactor,
+            request,
+        ))?;
+        context.rates.note(&self.instance, &response.headers, now_ms());
+        Ok(response)
     }
 
     fn log(&self, level: LogLevel, message: &str, fields: &Fields) {

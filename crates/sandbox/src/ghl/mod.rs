@@ -430,6 +430,19 @@ pub struct RunningGhl {
 }
 
 impl RunningGhl {
+    /// The `tether.toml` section of a connector instance `instance` using this emulator's first
+    /// location and its private integration token; its `.config` table comes last, so more keys
+    /// can be appended.
+    pub fn connector_toml(&self, instance: &str) -> String {
+        format!(
+            "[connectors.{instance}]\nplugin = \"ghl\"\n[connectors.{instance}.config]\n\
+             base_url = \"{}\"\nlocation_id = \"{}\"\nprivate_token = \"{}\"\n",
+            self.base_url(),
+            self.credentials.location_id,
+            self.credentials.pit
+        )
+    }
+
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)

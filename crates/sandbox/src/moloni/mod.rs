@@ -377,6 +377,23 @@ pub struct RunningMoloni {
 }
 
 impl RunningMoloni {
+    /// The `tether.toml` section of a Moloni connector instance `instance` on this emulator; its
+    /// `.config` table comes last, so more keys can be appended.
+    pub fn connector_toml(&self, instance: &str) -> String {
+        let c = &self.credentials;
+        format!(
+            "[connectors.{instance}]\nplugin = \"moloni\"\n[connectors.{instance}.config]\n\
+             base_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nusername = \"{}\"\n\
+             password = \"{}\"\ncompany_id = {}\n",
+            self.base_url(),
+            c.client_id,
+            c.client_secret,
+            c.username,
+            c.password,
+            c.company_id
+        )
+    }
+
     /// `http://127.0.0.1:PORT`, no trailing slash (the `/v1` prefix is optional).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
