@@ -244,6 +244,22 @@ fn webhooks_are_stored_before_the_answer_and_a_task_waits_for_its_contact() {
     let (status, _) = deliver_webhook(&runtime, &host.webhook_url("nobody"), &forged, None);
     assert_eq!(status, 404, "a connector no flow reads webhooks from");
 
+    // The dashboard's webhook log shows each delivery with its signature verdict, newest first.
+    let page = runtime.block_on(async {
+        reqwest::get(format!("{}/webhook-log", host.base))
+            .await
+            .expect("GET /webhook-log")
+            .text()
+            .await
+            .expect("page")
+    });
+    let verdict_cells: Vec<&str> = ["verified", "duplicate", "refused"]
+        .into_iter()
+        .filter(|verdict| page.contains(&format!(">{verdict}</td>")))
+        .collect();
+    assert_eq!(verdict_cells, ["verified", "duplicate", "refused"], "{page}");
+    assert!(page.contains("TaskCreate"), "{page}");
+
     assert_eq!(host.stop(), Some(0), "SIGTERM stops the host cleanly");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tasks_in_b().len(), 1, "the replayed webhook wrote nothing");

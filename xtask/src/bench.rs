@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: runs the benchmarks and prints one table (or JSON), each figure with its
-//! target and the machine's core count. Three runs: the criterion benches (`boundary`), then the
-//! `ghl_rate` and `backfill` load processes, which write `target/bench/<name>.json`.
+//! target and the machine's core count. The criterion benches (`boundary`), then the `ghl_rate`,
+//! `backfill` and `webhook_intake` load processes, which write `target/bench/<name>.json`.
 
 use std::process::{Command, Stdio};
 
@@ -69,6 +69,9 @@ pub fn run(json: bool) -> Result<(), String> {
         },
     ];
     rows.extend(backfill_rows(&backfill).map_err(|e| format!("{}: {e}", backfill_file.display()))?);
+    let intake_file = load_process("webhook_intake", json)?;
+    let intake = read_json(&intake_file)?;
+    rows.extend(intake_rows(&intake).map_err(|e| format!("{}: {e}", intake_file.display()))?);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     if json {
         let rows: Vec<_> = rows
@@ -204,6 +207,45 @@ fn backfill_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// Rows from `webhook_intake.json`: accepted webhooks per second, latency, and the count check
+/// (every accepted webhook queued in the store, every webhook accepted).
+fn intake_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
+    let number = |what: &str| report[what].as_f64().ok_or_else(|| format!("no number `{what}`"));
+    let per_second = number("per_second")?;
+    let p50 = number("p50_ms")?;
+    let p99 = number("p99_ms")?;
+    let lost = number("lost")?;
+    let webhooks = number("webhooks")?;
+    let accepted = number("accepted")?;
+    let concurrency = number("concurrency")?;
+    Ok(vec![
+        Row {
+            name: format!("webhook intake, SQLite, {webhooks} signed webhooks over {concurrency} connections"),
+            figure: format!("{per_second:.0}/s"),
+            target: "≥ 5000/s",
+            met: Some(per_second >= 5_000.0),
+        },
+        Row {
+            name: "webhook intake, p50 latency".into(),
+            figure: format!("{p50:.1} ms"),
+            target: "-",
+            met: None,
+        },
+        Row {
+            name: "webhook intake, p99 latency".into(),
+            figure: format!("{p99:.1} ms"),
+            target: "< 20 ms",
+            met: Some(p99 < 20.0),
+        },
+        Row {
+            name: "webhook intake, accepted but not in the store / refused".into(),
+            figure: format!("{lost} / {}", webhooks - accepted),
+            target: "0 / 0",
+            met: Some(lost == 0.0 && accepted == webhooks),
+        },
+    ])
+}
+
 /// `cargo bench -p tether-e2e ARGS`. With `--json` the benches' own output goes to stderr, so
 /// stdout holds only the JSON document.
 fn cargo_bench(args: &[&str], json: bool) -> Result<(), String> {
@@ -270,5 +312,24 @@ mod tests {
         assert_eq!(row("backfill peak RSS, largest").figure, "×2.00");
         assert_eq!(row("backfill peak RSS, largest").met, Some(false));
         assert!(backfill_rows(&serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn intake_rows_judge_rate_latency_and_losses() {
+        let report = serde_json::json!({"webhooks": 1000, "accepted": 1000, "concurrency": 32, "per_second": 6100.0,
+                                        "p50_ms": 4.0, "p99_ms": 25.5, "lost": 0});
+        let rows = intake_rows(&report).expect("rows");
+        assert_eq!(rows[0].met, Some(true));
+        assert_eq!(rows[0].figure, "6100/s");
+        assert_eq!(rows[2].met, Some(false), "25.5 ms is over 20 ms");
+        assert_eq!(rows[3].met, Some(true));
+        let lossy = serde_json::json!({"webhooks": 1000, "accepted": 999, "concurrency": 32, "per_second": 6100.0,
+                                       "p50_ms": 4.0, "p99_ms": 5.0, "lost": 0});
+        assert_eq!(
+            intake_rows(&lossy).expect("rows")[3].met,
+            Some(false),
+            "a refused webhook"
+        );
+        assert!(intake_rows(&serde_json::json!({})).is_err());
     }
 }
