@@ -1,5 +1,5 @@
-//! The host's HTTP server: webhook intake (`POST /webhooks/{connector}`), `/healthz` and
-//! `/readyz`.
+//! The host's HTTP server: webhook intake (`POST /webhooks/{connector}`), `/healthz`,
+//! `/readyz` and `/metrics` (Prometheus text, see [`crate::telemetry`]).
 //!
 //! A webhook is answered 200 only once its events are queued durably (see
 //! `tether_core::scheduler`); a store failure is a 503 so the sender retries.
@@ -28,6 +28,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/webhooks/{connector}", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -72,6 +73,19 @@ async fn webhook(
 async fn ready(State(state): State<ServerState>) -> Response {
     match state.store.flow_counts().await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+/// Prometheus text format; queue depth and dead letters are read from the store now.
+async fn metrics(State(state): State<ServerState>) -> Response {
+    match crate::telemetry::render(&state.store).await {
+        Ok(text) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
+        )
+            .into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
 }

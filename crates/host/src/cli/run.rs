@@ -19,6 +19,8 @@ pub struct RunArgs {
 }
 
 pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
+    // Before any connector call, so /metrics counts every request.
+    crate::telemetry::handle();
     let prepared = flows::Prepared::all(config)?;
     let names: Vec<String> = prepared.checked.flows.iter().map(|f| f.name.clone()).collect();
     // Relations are computed over the whole set before the flows move into their slots.
@@ -59,6 +61,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         std::process::id()
     );
     let clock: tether_core::scheduler::Clock = Arc::new(now_ms);
+    let alerts_host_id = host_id.clone();
     let scheduler = Scheduler::new(
         store.clone(),
         slots,
@@ -70,6 +73,20 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         },
         Arc::clone(&clock),
     );
+    let alerts = match &config.alerts {
+        Some(settings) => Some(
+            crate::alerts::Checker::new(
+                store.clone(),
+                config.clone(),
+                settings.clone(),
+                Arc::clone(&scheduler),
+                alerts_host_id,
+                Arc::clone(&clock),
+            )
+            .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
+        ),
+        None => None,
+    };
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -95,6 +112,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
                 })
                 .await
         });
+        let alerts = alerts.map(|checker| tokio::spawn(checker.run(stop.clone())));
         let engine = tokio::spawn({
             let scheduler = Arc::clone(&scheduler);
             async move { scheduler.run(stop).await }
@@ -103,6 +121,9 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         tracing::info!("stopping: finishing work in flight");
         let _ = stop_tx.send(true);
         let _ = engine.await;
+        if let Some(alerts) = alerts {
+            let _ = alerts.await;
+        }
         match server.await {
             Ok(Ok(())) => Ok(Exit::Ok),
             Ok(Err(e)) => Err(CliError::new(Exit::Failed, format!("the HTTP server failed: {e}"))),

@@ -26,17 +26,17 @@ struct FlowStatus {
 }
 
 #[derive(Serialize)]
-struct ConnectorStatus {
-    connector: String,
+pub(crate) struct ConnectorStatus {
+    pub(crate) connector: String,
     kind: String,
-    token: TokenState,
+    pub(crate) token: TokenState,
     /// What to do about it, when something is needed.
-    hint: Option<String>,
+    pub(crate) hint: Option<String>,
 }
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-enum TokenState {
+pub(crate) enum TokenState {
     /// A static credential from the config (API key, private integration token).
     ConfigCredential,
     Connected,
@@ -166,7 +166,9 @@ fn when(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-async fn connector_status(config: &Config, store: Store) -> Result<Vec<ConnectorStatus>, CliError> {
+/// Each connector's token state; alert checks use it too, so there is one notion of "needs
+/// reconnecting".
+pub(crate) async fn connector_status(config: &Config, store: Store) -> Result<Vec<ConnectorStatus>, CliError> {
     let needs_vault = config.connectors.values().any(|c| c.plugin == "ghl");
     let vault = if needs_vault {
         let key = SecretKey::load(std::env::var(KEY_ENV).ok().as_deref(), &config.key_file)
