@@ -12,7 +12,12 @@ use axum::routing::post;
 use serde_json::{json, Value};
 use support::ghl_flow::{config, contacts_of, emulator};
 use support::host_process::{eventually, RunningHost};
+use tether_core::config::Config;
+use tether_core::scheduler::{Scheduler, SchedulerSettings};
 use tether_core::store::{EventKind, Store};
+use tether_core::vault::{SecretKey, Vault};
+use tether_ghl::auth::NEEDS_RECONNECT_SECRET;
+use tether_host::alerts::{CheckReport, Checker};
 use tether_sandbox::RunningGhl;
 
 mod support;
@@ -307,4 +312,81 @@ fn dead_letters_past_the_threshold_alert_once_and_resolve_once() {
         assert_eq!(alerts[0].key, format!("dead_letters:{FLOW}"));
         assert!(alerts[0].resolved_at.is_some(), "{alerts:?}");
     });
+}
+
+#[test]
+fn a_connector_whose_refresh_token_was_refused_alerts_until_reconnected() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let receiver = Receiver::start(&runtime, 0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tether.toml");
+    let text = format!(
+        "[state]\nurl = \"sqlite://state.sqlite\"\nkey_file = \"tether.key\"\n\n[alerts]\nwebhook_url = \"{}\"\n\n\
+         [connectors.ghl_oauth]\nplugin = \"ghl\"\n[connectors.ghl_oauth.config]\nlocation_id = \"loc\"\nclient_id = \"c\"\n",
+        receiver.url
+    );
+    std::fs::write(&file, &text).expect("config");
+    let config = Config::parse(&file, &text, &|_| None).expect("config");
+    let settings = config.alerts.clone().expect("alerts");
+    runtime.block_on(async {
+        let store = Store::open(&config.state_url).await.expect("store");
+        let vault = Vault::new(SecretKey::load(None, &config.key_file).expect("key"), store.clone());
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Vec::new(),
+            SchedulerSettings {
+                retry: config.delivery,
+                host_id: "test".into(),
+                workers: 1,
+                idle_ms: 50,
+            },
+            Arc::new(|| 1_000),
+        );
+        let checker = Checker::new(
+            store.clone(),
+            config.clone(),
+            settings,
+            scheduler,
+            "test".into(),
+            Arc::new(|| 1_000),
+        )
+        .expect("checker");
+        let report = |opened, resolved| CheckReport {
+            opened,
+            resolved,
+            failed: 0,
+        };
+        assert_eq!(
+            checker.check_once().await.expect("check"),
+            report(0, 0),
+            "not connected yet is no incident"
+        );
+        // What the GHL connector stores when the token endpoint answers invalid_grant.
+        vault
+            .put(
+                "ghl_oauth",
+                NEEDS_RECONNECT_SECRET,
+                "refresh token refused (invalid_grant) at 5",
+                2,
+            )
+            .await
+            .expect("marker");
+        assert_eq!(checker.check_once().await.expect("check"), report(1, 0));
+        assert_eq!(checker.check_once().await.expect("check"), report(0, 0), "sent once");
+        // `tether auth ghl` clears the marker with an empty value.
+        vault
+            .put("ghl_oauth", NEEDS_RECONNECT_SECRET, "", 3)
+            .await
+            .expect("clear");
+        assert_eq!(checker.check_once().await.expect("check"), report(0, 1));
+        assert_eq!(checker.check_once().await.expect("check"), report(0, 0));
+    });
+    let accepted = receiver.accepted();
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    assert_eq!(
+        accepted[0],
+        "Tether: connector `ghl_oauth` needs reconnecting: refresh token refused (invalid_grant) at 5; \
+         run `tether auth ghl --connector ghl_oauth`"
+    );
+    assert_eq!(accepted[1], "Resolved: connector `ghl_oauth` works again");
 }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::flow::{Flow, Trigger};
+use crate::scheduler::PAUSED_PREFIX;
 
 /// A connector whose token state the host can see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,6 +175,18 @@ fn stalled(flow: &FlowHealth, snapshot: &Snapshot, stall_after_ms: i64, now: i64
             human(waiting)
         )
     })
+}
+
+/// The delivery pause still in force for a flow, from its last run error: the scheduler records
+/// a pause as a run error starting with [`PAUSED_PREFIX`]; it holds until a row of the flow
+/// finishes after it (the target took a write again, or the user acted on the rows).
+pub fn pause_in_force(
+    last_error: Option<&str>,
+    last_error_at: Option<i64>,
+    last_finished_at: Option<i64>,
+) -> Option<String> {
+    let reason = last_error?.strip_prefix(PAUSED_PREFIX)?;
+    (last_error_at? > last_finished_at.unwrap_or(i64::MIN)).then(|| reason.to_owned())
 }
 
 /// What to send: incidents that hold and are not open yet, and open ones that no longer hold.
@@ -481,6 +494,36 @@ mod tests {
                 })
                 .collect();
             assert_eq!(got, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_pause_holds_until_a_row_finishes_after_it() {
+        let paused = Some("paused: connector `m` refused its credentials: 401");
+        let cases = [
+            (
+                paused,
+                Some(100),
+                None,
+                Some("connector `m` refused its credentials: 401"),
+            ),
+            (
+                paused,
+                Some(100),
+                Some(99),
+                Some("connector `m` refused its credentials: 401"),
+            ),
+            (paused, Some(100), Some(100), None),
+            (paused, Some(100), Some(150), None),
+            (Some("HTTP 503 reading the source"), Some(100), None, None),
+            (None, None, None, None),
+        ];
+        for (error, at, finished, expected) in cases {
+            assert_eq!(
+                pause_in_force(error, at, finished).as_deref(),
+                expected,
+                "{error:?} at {at:?}, last finished {finished:?}"
+            );
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tether_core::alerts::{self, ConnectorHealth, FlowHealth, OpenIncident, Snapshot, Thresholds, Transition};
 use tether_core::config::{AlertsConfig, Config};
-use tether_core::scheduler::{Clock, Scheduler, PAUSED_PREFIX};
+use tether_core::scheduler::{Clock, Scheduler};
 use tether_core::store::{Store, StoreError};
 use tether_core::telemetry;
 use tokio::sync::watch;
@@ -184,11 +184,8 @@ impl Checker {
             .map(|flow| {
                 let progress = progress.remove(&flow.name).unwrap_or_default();
                 let run = runs.remove(&flow.name);
-                // The scheduler's pause record, still in force while no row finished after it.
                 let paused = run.as_ref().and_then(|r| {
-                    let error = r.last_error.as_deref()?.strip_prefix(PAUSED_PREFIX)?;
-                    let since_finish = r.last_error_at? > progress.last_finished_at.unwrap_or(i64::MIN);
-                    since_finish.then(|| error.to_owned())
+                    alerts::pause_in_force(r.last_error.as_deref(), r.last_error_at, progress.last_finished_at)
                 });
                 FlowHealth {
                     name: flow.name.clone(),
