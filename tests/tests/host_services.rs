@@ -259,3 +259,39 @@ fn no_secret_reaches_the_logs() {
         assert!(!logs.contains(secret), "secret {secret} leaked:\n{logs}");
     }
 }
+
+/// The value of `series` (name and labels exactly as rendered) in Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn requests_429s_retries_latency_and_token_refreshes_are_counted_per_connector() {
+    let handle = tether_host::telemetry::handle();
+    let test = support::host();
+    let (addr, _) = serve(&test);
+    let host = test.host("metered");
+    host.http(HttpRequest::new(HttpMethod::Get, format!("http://{addr}/flaky")))
+        .expect("second attempt succeeds");
+    host.http(HttpRequest::new(HttpMethod::Get, format!("http://{addr}/busy")))
+        .expect_err("rate limited");
+    host.secret_put("access_token", "fresh-token").expect("stored");
+    host.secret_put("access_token", "").expect("cleared");
+    host.secret_put("refresh_token", "rotated").expect("stored");
+    let text = handle.render();
+    let of = |name: &str| sample(&text, &format!("{name}{{connector=\"metered\"}}"));
+    assert_eq!(of("tether_http_requests_total"), Some(3.0), "{text}");
+    assert_eq!(of("tether_http_retries_total"), Some(1.0), "{text}");
+    assert_eq!(of("tether_http_rate_limited_total"), Some(1.0), "{text}");
+    assert_eq!(of("tether_http_request_duration_seconds_count"), Some(3.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "tether_http_request_duration_seconds_bucket{connector=\"metered\",le=\"+Inf\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(of("tether_token_refreshes_total"), Some(1.0), "{text}");
+}

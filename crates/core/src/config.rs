@@ -84,6 +84,7 @@ struct RawConfig {
     delivery: crate::engine::RetryPolicy,
     #[serde(default)]
     connectors: BTreeMap<String, RawConnector>,
+    alerts: Option<RawAlerts>,
     #[serde(default)]
     dashboard: RawDashboard,
 }
@@ -93,6 +94,43 @@ struct RawConfig {
 struct RawDashboard {
     token: Option<Spanned<String>>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    webhook_url: Spanned<String>,
+    dead_letters_over: Option<Spanned<i64>>,
+    stall_after_secs: Option<Spanned<i64>>,
+    check_every_secs: Option<Spanned<i64>>,
+}
+
+/// `[alerts]`: where incident messages go and when they are sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// Receives Slack-compatible `{"text": ...}` messages. `${ENV}` expanded; a secret (Slack
+    /// puts its token in the path), so never logged and redacted from `Debug`.
+    pub webhook_url: String,
+    /// Alert when a flow has more dead letters than this.
+    pub dead_letters_over: i64,
+    /// A flow is stalled after this long without progress (at least 3 of its poll intervals).
+    pub stall_after_secs: u64,
+    pub check_every_secs: u64,
+}
+
+impl fmt::Debug for AlertsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlertsConfig")
+            .field("webhook_url", &"<redacted>")
+            .field("dead_letters_over", &self.dead_letters_over)
+            .field("stall_after_secs", &self.stall_after_secs)
+            .field("check_every_secs", &self.check_every_secs)
+            .finish()
+    }
+}
+
+pub const DEFAULT_DEAD_LETTERS_OVER: i64 = 10;
+pub const DEFAULT_STALL_AFTER_SECS: u64 = 900;
+pub const DEFAULT_CHECK_EVERY_SECS: u64 = 30;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +192,8 @@ pub struct Config {
     pub http: HttpSettings,
     pub delivery: crate::engine::RetryPolicy,
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// `[alerts]`, when present.
+    pub alerts: Option<AlertsConfig>,
     pub dashboard: DashboardSettings,
 }
 
@@ -195,6 +235,7 @@ impl Config {
             delivery: crate::engine::RetryPolicy::default(),
             connectors: BTreeMap::new(),
             dashboard: DashboardSettings::default(),
+            alerts: None,
         }
     }
 
@@ -234,6 +275,52 @@ impl Config {
             .map_or(base.join(DEFAULT_KEY_FILE), |k| base.join(expand(k)));
 
         let dashboard_token = raw.dashboard.token.as_ref().map(&mut expand);
+        let alerts = match raw.alerts {
+            None => None,
+            Some(section) => {
+                let webhook_url = expand(&section.webhook_url);
+                let http = webhook_url.starts_with("http://") || webhook_url.starts_with("https://");
+                if !webhook_url.is_empty() && !http {
+                    errors.push(source.error(
+                        Some(section.webhook_url.span()),
+                        "alerts: webhook_url must be an http:// or https:// URL",
+                    ));
+                }
+                let mut at_least = |value: Option<Spanned<i64>>, min: i64, name: &str, default: i64| match value {
+                    Some(v) if *v.get_ref() < min => {
+                        errors.push(source.error(Some(v.span()), format!("alerts: {name} must be at least {min}")));
+                        default
+                    }
+                    Some(v) => v.into_inner(),
+                    None => default,
+                };
+                let dead_letters_over = at_least(
+                    section.dead_letters_over,
+                    0,
+                    "dead_letters_over",
+                    DEFAULT_DEAD_LETTERS_OVER,
+                );
+                let stall_after_secs = at_least(
+                    section.stall_after_secs,
+                    1,
+                    "stall_after_secs",
+                    DEFAULT_STALL_AFTER_SECS as i64,
+                );
+                let check_every_secs = at_least(
+                    section.check_every_secs,
+                    1,
+                    "check_every_secs",
+                    DEFAULT_CHECK_EVERY_SECS as i64,
+                );
+                Some(AlertsConfig {
+                    webhook_url,
+                    dead_letters_over,
+                    stall_after_secs: stall_after_secs.unsigned_abs(),
+                    check_every_secs: check_every_secs.unsigned_abs(),
+                })
+            }
+        };
+
         if let (Some(token), Some(raw_token)) = (&dashboard_token, &raw.dashboard.token) {
             if token.trim().len() < 16 {
                 errors.push(
@@ -246,7 +333,6 @@ impl Config {
                 );
             }
         }
-
         let mut connectors = BTreeMap::new();
         for (name, section) in raw.connectors {
             let mut config = Fields::new();
@@ -297,6 +383,7 @@ impl Config {
             delivery: raw.delivery,
             connectors,
             dashboard: DashboardSettings { token: dashboard_token },
+            alerts,
         })
     }
 }
@@ -421,6 +508,74 @@ mod tests {
             rendered[1].starts_with("/etc/tether/tether.toml:4:5: environment variable `NOPE`"),
             "{rendered:?}"
         );
+    }
+
+    #[test]
+    fn alerts_take_defaults_and_expand_env() {
+        let config = parse("[alerts]\nwebhook_url = \"https://hooks.example/${TOKEN}\"\n").expect("valid");
+        let alerts = config.alerts.expect("alerts");
+        assert_eq!(alerts.webhook_url, "https://hooks.example/t0k3n");
+        assert_eq!(
+            (
+                alerts.dead_letters_over,
+                alerts.stall_after_secs,
+                alerts.check_every_secs
+            ),
+            (10, 900, 30)
+        );
+        assert!(!format!("{alerts:?}").contains("t0k3n"), "the URL is a secret");
+        let config = parse(
+            "[alerts]\nwebhook_url = \"http://127.0.0.1:9/x\"\ndead_letters_over = 0\nstall_after_secs = 60\ncheck_every_secs = 1\n",
+        )
+        .expect("valid");
+        let alerts = config.alerts.expect("alerts");
+        assert_eq!(
+            (
+                alerts.dead_letters_over,
+                alerts.stall_after_secs,
+                alerts.check_every_secs
+            ),
+            (0, 60, 1)
+        );
+        assert_eq!(parse("plugins_dir = \"p\"\n").expect("valid").alerts, None);
+    }
+
+    #[test]
+    fn alerts_mistakes_are_located() {
+        let cases = [
+            (
+                "[alerts]\nwebhook_url = \"https://x\"\n  dead_letter_over = 3\n",
+                (3, 3),
+                "unknown field `dead_letter_over`",
+            ),
+            (
+                "[alerts]\ndead_letters_over = 3\n",
+                (1, 1),
+                "missing field `webhook_url`",
+            ),
+            (
+                "[alerts]\nwebhook_url = \"https://x\"\ncheck_every_secs = 0\n",
+                (3, 20),
+                "check_every_secs must be at least 1",
+            ),
+            ("[alerts]\nwebhook_url = \"ftp://x\"\n", (2, 15), "http:// or https://"),
+            (
+                "[alerts]\nwebhook_url = \"https://x\"\nstall_after_secs = \"15m\"\n",
+                (3, 20),
+                "invalid type",
+            ),
+        ];
+        for (text, (line, column), message) in cases {
+            let errors = parse(text).expect_err(text);
+            assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+            assert_eq!(
+                (errors[0].line, errors[0].column),
+                (line, column),
+                "{text}: {}",
+                errors[0]
+            );
+            assert!(errors[0].message.contains(message), "{text}: {}", errors[0]);
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tether_abi::{
 
 use crate::flow::{ConflictPolicy, Flow, Relations};
 use crate::store::{Claimed, EventKind, LinkKey, LinkRow, NewEvent, Outcome, Store, StoreError};
+use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -168,6 +169,7 @@ impl FlowRun<'_> {
                 .store
                 .enqueue(&self.flow.name, &page.records, page.next.as_deref(), (self.clock)())
                 .await?;
+            telemetry::records_read(&self.flow.name, page.records.len());
             report.queued += queued.inserted;
             report.duplicates += queued.duplicates;
             if !page.has_more || page.records.is_empty() {
@@ -222,6 +224,7 @@ impl FlowRun<'_> {
                     .store
                     .enqueue(&self.flow.name, &page.records, None, (self.clock)())
                     .await?;
+                telemetry::records_read(&self.flow.name, page.records.len());
                 report.queued += queued.inserted;
                 if !page.has_more || page.records.is_empty() || page.next.is_none() {
                     break;
@@ -324,6 +327,7 @@ impl FlowRun<'_> {
                 break;
             }
             for row in rows {
+                let before = (report.written, report.unchanged);
                 // Once the target has refused its credentials, every row would meet the same
                 // refusal: the rest of the batch waits without a call.
                 let (outcome, events) = match &report.paused {
@@ -356,6 +360,12 @@ impl FlowRun<'_> {
                 self.store
                     .finish_recording(row.id, worker, &outcome, &events, (self.clock)())
                     .await?;
+                telemetry::row_finished(
+                    &self.flow.name,
+                    &outcome,
+                    report.written - before.0,
+                    report.unchanged - before.1,
+                );
             }
             if report.paused.is_some() {
                 break;

@@ -9,7 +9,10 @@
 //!   long-running pollers, delivery workers and webhook intake of `tether run`.
 //! * [`store`]: the SQL state store (SQLite by default, PostgreSQL), per-dialect migrations.
 //! * [`vault`]: connector secrets encrypted at rest in the store.
+//! * [`alerts`]: which alert incidents open and resolve, decided from a snapshot (pure).
+//! * [`telemetry`]: metric names and the engine's counters (the `metrics` facade; no I/O).
 
+pub mod alerts;
 pub mod config;
 pub mod engine;
 pub mod flow;
@@ -17,4 +20,5 @@ pub mod loader;
 pub mod mapping;
 pub mod scheduler;
 pub mod store;
+pub mod telemetry;
 pub mod vault;

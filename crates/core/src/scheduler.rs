@@ -31,6 +31,10 @@ pub struct FlowSlot {
 
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// How a flow's run error starts when its delivery paused because the target refused its
+/// credentials (see `FlowRun::deliver`); alert checks read it back.
+pub const PAUSED_PREFIX: &str = "paused: ";
+
 pub struct SchedulerSettings {
     pub retry: RetryPolicy,
     /// Names this host in leases and claims; unique per process.
@@ -196,7 +200,7 @@ impl Scheduler {
             let result = run.deliver(&slot.target, &worker, &mut report).await;
             let problem = match (&result, &report.paused) {
                 (Err(error), _) => Some(error.to_string()),
-                (Ok(()), Some(paused)) => Some(format!("paused: {paused}")),
+                (Ok(()), Some(paused)) => Some(format!("{PAUSED_PREFIX}{paused}")),
                 (Ok(()), None) => None,
             };
             if report.written + report.dead + report.retrying > 0 {

@@ -670,3 +670,102 @@ async fn console_queries_follow_links_parents_and_count_todays_events() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_alert_key_is_open_once_and_resolves_once() {
+    each_store(async |store, dialect| {
+        let key = unique("dead_letters:flow");
+        let other = unique("stalled:flow");
+        assert!(
+            store.open_alert(&key, "12 dead letters", 10).await.expect("open"),
+            "{dialect}"
+        );
+        assert!(
+            !store.open_alert(&key, "13 dead letters", 11).await.expect("open again"),
+            "{dialect}: already open"
+        );
+        assert!(store.open_alert(&other, "stalled", 12).await.expect("open other"));
+        let open: Vec<(String, String)> = store
+            .open_alerts()
+            .await
+            .expect("open alerts")
+            .into_iter()
+            .filter(|a| a.key == key || a.key == other)
+            .map(|a| (a.key, a.text))
+            .collect();
+        assert_eq!(
+            open,
+            [
+                (key.clone(), "12 dead letters".into()),
+                (other.clone(), "stalled".into())
+            ],
+            "{dialect}: the first text stays"
+        );
+
+        assert!(store.resolve_alert(&key, 20).await.expect("resolve"), "{dialect}");
+        assert!(
+            !store.resolve_alert(&key, 21).await.expect("resolve again"),
+            "{dialect}"
+        );
+        assert!(store.open_alerts().await.expect("open").iter().all(|a| a.key != key));
+
+        // The same condition later is a new incident; the history keeps both.
+        assert!(
+            store.open_alert(&key, "11 dead letters", 30).await.expect("reopen"),
+            "{dialect}"
+        );
+        let history: Vec<(i64, Option<i64>)> = store
+            .alerts(1_000)
+            .await
+            .expect("history")
+            .into_iter()
+            .filter(|a| a.key == key)
+            .map(|a| (a.opened_at, a.resolved_at))
+            .collect();
+        assert_eq!(history, [(30, None), (10, Some(20))], "{dialect}: newest first");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn flow_progress_counts_dead_and_due_rows() {
+    each_store(async |store, dialect| {
+        let flow = unique("progress");
+        let records = [record("1", None, "a"), record("2", None, "b"), record("3", None, "c")];
+        store.enqueue(&flow, &records, None, 100).await.expect("enqueue");
+        let mine = |all: Vec<tether_core::store::FlowProgress>| all.into_iter().find(|p| p.flow == flow);
+        let before = mine(store.flow_progress(100).await.expect("progress")).expect("the flow");
+        assert_eq!(
+            (before.dead, before.due, before.oldest_due_at, before.last_finished_at),
+            (0, 3, Some(100), None),
+            "{dialect}"
+        );
+        let rows = store.claim(&flow, "w", 10, 60_000, 200).await.expect("claim");
+        assert_eq!(rows.len(), 3, "{dialect}");
+        let delivered = Outcome::Delivered { link: None };
+        assert!(store.finish(rows[0].id, "w", &delivered, 300).await.expect("done"));
+        let dead = Outcome::Dead {
+            error: "invalid".into(),
+        };
+        assert!(store.finish(rows[1].id, "w", &dead, 400).await.expect("dead"));
+        let retry = Outcome::Retry {
+            at_ms: 1_000,
+            error: "HTTP 503".into(),
+        };
+        assert!(store.finish(rows[2].id, "w", &retry, 500).await.expect("retry"));
+        let not_due = mine(store.flow_progress(999).await.expect("progress")).expect("the flow");
+        assert_eq!(
+            (
+                not_due.dead,
+                not_due.due,
+                not_due.oldest_due_at,
+                not_due.last_finished_at
+            ),
+            (1, 0, None, Some(400)),
+            "{dialect}"
+        );
+        let due = mine(store.flow_progress(1_000).await.expect("progress")).expect("the flow");
+        assert_eq!((due.due, due.oldest_due_at), (1, Some(1_000)), "{dialect}");
+    })
+    .await;
+}

@@ -1,8 +1,9 @@
 //! The host's HTTP server: webhook intake (`POST /webhooks/{connector}`), `/healthz`,
-//! `/readyz`, and the console (see [`crate::console`]).
+//! `/readyz`, `/metrics` (Prometheus text, see [`crate::telemetry`]) and the console (see
+//! [`crate::console`]).
 //!
 //! Webhooks and health stay open: webhooks are verified by their signatures, health checks
-//! reveal nothing. Everything else is behind the console's access check.
+//! reveal nothing. `/metrics` and the console are behind the console's access check.
 //!
 //! A webhook is answered 200 only once its events are queued durably (see
 //! `tether_core::scheduler`); a store failure is a 503 so the sender retries.
@@ -33,6 +34,14 @@ pub fn router(state: ServerState, console: Arc<Console>) -> Router {
         .route("/webhooks/{connector}", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&console),
+                    console::guard,
+                )),
+        )
         .with_state(state)
         .merge(console::router(console))
 }
@@ -78,6 +87,19 @@ async fn webhook(
 async fn ready(State(state): State<ServerState>) -> Response {
     match state.store.flow_counts().await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+/// Prometheus text format; queue depth and dead letters are read from the store now.
+async fn metrics(State(state): State<ServerState>) -> Response {
+    match crate::telemetry::render(&state.store).await {
+        Ok(text) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
+        )
+            .into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
 }

@@ -6,6 +6,7 @@
 //! The store never reads the clock: every time is an argument, so tests are deterministic.
 
 mod activity;
+mod alerts;
 mod delivery;
 mod secrets;
 
@@ -17,6 +18,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use activity::{EventCount, EventKind, EventRow, FlowRunRow, LinkEdge, NewEvent, WebhookLogRow};
+pub use alerts::{AlertRow, FlowProgress};
 pub use delivery::{Claimed, DeadLetter, FlowCounts, LinkKey, LinkRow, Outcome, Queued};
 pub use secrets::SealedSecret;
 

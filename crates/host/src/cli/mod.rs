@@ -8,7 +8,7 @@ mod flows;
 mod listing;
 mod run;
 mod sandbox;
-mod status;
+pub(crate) mod status;
 mod sync;
 mod table;
 

@@ -23,6 +23,8 @@ pub struct RunArgs {
 pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
     let access = Access::new(args.listen, config.dashboard.token.clone())
         .map_err(|refused| CliError::new(Exit::Usage, refused.to_string()))?;
+    // Before any connector call, so /metrics counts every request.
+    crate::telemetry::handle();
     let prepared = flows::Prepared::all(config)?;
     let flow_infos: Vec<FlowInfo> = prepared.checked.flows.iter().map(FlowInfo::of).collect();
     let names: Vec<String> = prepared.checked.flows.iter().map(|f| f.name.clone()).collect();
@@ -72,6 +74,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         std::process::id()
     );
     let clock: tether_core::scheduler::Clock = Arc::new(now_ms);
+    let alerts_host_id = host_id.clone();
     let scheduler = Scheduler::new(
         store.clone(),
         slots,
@@ -83,6 +86,20 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         },
         Arc::clone(&clock),
     );
+    let alerts = match &config.alerts {
+        Some(settings) => Some(
+            crate::alerts::Checker::new(
+                store.clone(),
+                config.clone(),
+                settings.clone(),
+                Arc::clone(&scheduler),
+                alerts_host_id,
+                Arc::clone(&clock),
+            )
+            .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
+        ),
+        None => None,
+    };
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -119,6 +136,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
                 })
                 .await
         });
+        let alerts = alerts.map(|checker| tokio::spawn(checker.run(stop.clone())));
         let engine = tokio::spawn({
             let scheduler = Arc::clone(&scheduler);
             async move { scheduler.run(stop).await }
@@ -127,6 +145,9 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         tracing::info!("stopping: finishing work in flight");
         let _ = stop_tx.send(true);
         let _ = engine.await;
+        if let Some(alerts) = alerts {
+            let _ = alerts.await;
+        }
         match server.await {
             Ok(Ok(())) => Ok(Exit::Ok),
             Ok(Err(e)) => Err(CliError::new(Exit::Failed, format!("the HTTP server failed: {e}"))),

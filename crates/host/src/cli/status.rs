@@ -77,8 +77,11 @@ fn when(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-async fn connector_status(config: &Config, store: Store) -> Result<Vec<ConnectorStatus>, CliError> {
-    let vault = if config.connectors.values().any(|c| c.plugin == "ghl") {
+/// Each connector's token state; alert checks use it too, so there is one notion of "needs
+/// reconnecting".
+pub(crate) async fn connector_status(config: &Config, store: Store) -> Result<Vec<ConnectorStatus>, CliError> {
+    let needs_vault = config.connectors.values().any(|c| c.plugin == "ghl");
+    let vault = if needs_vault {
         let key = SecretKey::load(std::env::var(KEY_ENV).ok().as_deref(), &config.key_file)
             .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
         Some(Vault::new(key, store))

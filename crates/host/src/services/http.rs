@@ -1,5 +1,6 @@
 //! Outbound HTTP for every connector: one reqwest client, timeouts, retries of transient
-//! failures, per-connector rate limits, a tracing span per call.
+//! failures, per-connector rate limits, a tracing span per call, and per-connector metrics
+//! (requests, 429s, retries, latency: `tether_core::telemetry`).
 //!
 //! Retry rules: a failure before the request left (connect error) is retried for any method; a
 //! 429, 408 or 5xx, or a timeout, is retried only for idempotent requests, because the server
@@ -14,6 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tether_abi::{ConnectorError, HttpMethod, HttpRequest, HttpResponse};
 use tether_core::config::{HttpSettings, RateLimit};
+use tether_core::telemetry;
 use tracing::Instrument;
 
 use super::redact::{is_sensitive_name, Redactor};
@@ -77,13 +79,14 @@ impl HttpService {
             method = request.method.as_str(),
             url = %redactor.redact_url(&request.url),
         );
-        self.send_with_retries(limiter, redactor, &request)
+        self.send_with_retries(instance, limiter, redactor, &request)
             .instrument(span)
             .await
     }
 
     async fn send_with_retries(
         &self,
+        instance: &str,
         limiter: Option<&Limiter>,
         redactor: &Redactor,
         request: &HttpRequest,
@@ -96,7 +99,9 @@ impl HttpService {
                 limiter.until_ready().await;
             }
             let started = Instant::now();
-            let failure = match self.attempt(request).await {
+            let result = self.attempt(request).await;
+            record_attempt(instance, &result, started.elapsed());
+            let failure = match result {
                 Ok(response) => match retryable_status(&response) {
                     None => {
                         tracing::debug!(
@@ -127,6 +132,7 @@ impl HttpService {
                 return Err(error);
             }
             tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying");
+            metrics::counter!(telemetry::HTTP_RETRIES, "connector" => instance.to_owned()).increment(1);
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
@@ -182,6 +188,18 @@ impl HttpService {
             .saturating_mul(1 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.settings.max_backoff_ms).max(1);
         Duration::from_millis(rand::thread_rng().gen_range(capped / 2..=capped))
+    }
+}
+
+/// Counts one attempt that reached the point of sending, its latency, and a 429 answer.
+fn record_attempt(instance: &str, result: &Result<HttpResponse, Failure>, elapsed: Duration) {
+    if matches!(result, Err(Failure::NotSent(_))) {
+        return;
+    }
+    metrics::counter!(telemetry::HTTP_REQUESTS, "connector" => instance.to_owned()).increment(1);
+    metrics::histogram!(telemetry::HTTP_DURATION, "connector" => instance.to_owned()).record(elapsed.as_secs_f64());
+    if matches!(result, Ok(response) if response.status == 429) {
+        metrics::counter!(telemetry::HTTP_RATE_LIMITED, "connector" => instance.to_owned()).increment(1);
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tether_abi::{ConnectorError, Fields, Host, HostServices, HttpRequest, HttpResponse, LogLevel};
 use tether_core::config::{HttpSettings, RateLimit};
+use tether_core::telemetry;
 use tether_core::vault::Vault;
 use tokio::runtime::Handle;
 
@@ -164,12 +165,40 @@ impl HostServices for ConnectorServices {
     fn secret_put(&self, key: &str, value: &str) -> Result<(), ConnectorError> {
         self.context.redactor.learn(value);
         self.block_on(self.context.vault.put(&self.instance, key, value, now_ms()))
-            .map_err(|e| ConnectorError::transient(format!("secret store: {e}")))
+            .map_err(|e| ConnectorError::transient(format!("secret store: {e}")))?;
+        if is_new_access_token(key, value) {
+            metrics::counter!(telemetry::TOKEN_REFRESHES, "connector" => self.instance.clone()).increment(1);
+        }
+        Ok(())
     }
+}
+
+/// A token refresh, seen from the host: a connector storing a new access token. Connectors name
+/// it `access_token` (Moloni), `ghl.oauth.access_token` (GHL) or `oauth_token` (MLOFLO); an
+/// empty value clears a token and is not a refresh.
+fn is_new_access_token(key: &str, value: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    !value.is_empty() && matches!(last, "access_token" | "oauth_token")
 }
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_new_access_token;
+
+    #[test]
+    fn access_tokens_of_every_connector_count_as_refreshes() {
+        assert!(is_new_access_token("access_token", "abc"));
+        assert!(is_new_access_token("ghl.oauth.access_token", "{\"token\":\"x\"}"));
+        assert!(is_new_access_token("oauth_token", "{}"));
+        assert!(!is_new_access_token("access_token", ""), "a cleared token");
+        assert!(!is_new_access_token("ghl.oauth.refresh_token", "r"));
+        assert!(!is_new_access_token("access_token_expires_at_ms", "1"));
+        assert!(!is_new_access_token("ghl.oauth.needs_reconnect", "refused"));
+    }
 }
