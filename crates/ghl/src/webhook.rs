@@ -518,4 +518,60 @@ mod tests {
         let install = json!({"type": "INSTALL", "locationId": "L", "appId": "a"});
         assert!(parse_events(&install, "L").expect("events").is_empty());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A body and one change to it: a byte replaced, inserted or removed (kept UTF-8, as the
+        /// server refuses other bodies before verification).
+        fn mutated() -> impl Strategy<Value = (String, String)> {
+            ("\\PC{0,40}", any::<prop::sample::Index>(), 0u8..3, "\\PC").prop_map(|(note, at, how, c)| {
+                let original = body("w-prop", "2021-11-26T12:41:02.193Z").replace("hi", &note);
+                let mut chars: Vec<char> = original.chars().collect();
+                let i = at.index(chars.len());
+                let c = c.chars().next().unwrap_or('x');
+                match how {
+                    0 if chars[i] != c => chars[i] = c,
+                    0 => chars[i] = if c == 'y' { 'z' } else { 'y' },
+                    1 => chars.insert(i, c),
+                    _ => {
+                        chars.remove(i);
+                    }
+                }
+                (original, chars.into_iter().collect())
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn any_change_to_a_signed_body_is_refused((original, changed) in mutated()) {
+                let v = verifier();
+                let headers = signed(&original);
+                prop_assert!(v.verify_signature(&headers, original.as_bytes()).is_ok());
+                let err = v.verify_signature(&headers, changed.as_bytes());
+                prop_assert!(err.is_err(), "a changed body verified: {:?}", changed);
+            }
+
+            #[test]
+            fn arbitrary_deliveries_are_refused_not_panics(
+                headers in prop::collection::vec(("(x-ghl-signature|x-wh-signature|X-GHL-Signature|\\PC{0,8})", "\\PC{0,90}"), 0..3),
+                body in "\\PC{0,200}",
+            ) {
+                let v = WebhookVerifier::new(Some(signing_key().verifying_key()), None);
+                let headers: Vec<(String, String)> = headers;
+                // Nobody but the key's holder can sign: a made-up signature never verifies.
+                prop_assert!(v.verify(&headers, &body, NOW).is_err());
+            }
+
+            #[test]
+            fn timestamps_parse_or_not_without_panics(text in "(\\PC|[0-9TZ:.+-]){0,32}") {
+                if let Some(ms) = parse_rfc3339_ms(&text) {
+                    prop_assert!(text.trim().len() >= 20, "{text:?} parsed to {ms}");
+                }
+            }
+        }
+    }
 }

@@ -209,4 +209,77 @@ mod tests {
         let first = &list(member(member(&results, "inserts").expect("inserts"), "clients"))[0];
         assert_eq!(text_of(first, "clientid").as_deref(), Some("abc"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        "(status|statusmessage|zoneresponse|postresults|errors|inserts|clients|error|\\PC{0,6})",
+                        inner,
+                        0..4
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(192))]
+
+            #[test]
+            fn arbitrary_bytes_are_an_answer_or_a_typed_error(
+                status in prop::sample::select(vec![200u16, 204, 400, 429, 500, 502]),
+                bytes in prop::collection::vec(any::<u8>(), 0..200),
+                retry_after in "(\\PC|[0-9.e-]){0,8}",
+            ) {
+                let response = HttpResponse {
+                    status,
+                    headers: vec![("Retry-After".into(), retry_after)],
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                };
+                if let Ok(zone) = parse(&response) {
+                    let _ = post_results("clients", &zone);
+                }
+            }
+
+            /// Whatever the HTTP status and the rest of the body, `status` 0 (number or text)
+            /// means the zoneresponse and any other status is an error.
+            #[test]
+            fn the_status_in_the_body_decides(
+                http in prop::sample::select(vec![200u16, 400, 500]),
+                code in prop::sample::select(vec!["0", " 0", "1", "6", "-99999", "888888", "1001", "x"]),
+                as_number in any::<bool>(),
+                zone in json(),
+                message in "\\PC{0,20}",
+            ) {
+                let status = match code.trim().parse::<i64>() {
+                    Ok(n) if as_number => Value::from(n),
+                    _ => Value::from(code),
+                };
+                let body = json!({"status": status, "statusmessage": message, "zoneresponse": zone.clone()});
+                let response = HttpResponse { status: http, headers: vec![], body: body.to_string() };
+                match (code.trim(), parse(&response)) {
+                    ("0", Ok(answer)) => prop_assert_eq!(answer, zone.clone()),
+                    ("0", Err(e)) => prop_assert!(false, "status 0 refused: {e}"),
+                    ("x", Err(AroFloError::Malformed(_) | AroFloError::Http { .. })) => {}
+                    ("x", other) => prop_assert!(false, "an unreadable status gave {other:?}"),
+                    (_, Ok(answer)) => prop_assert!(false, "status {code} accepted: {answer}"),
+                    (_, Err(_)) => {}
+                }
+                // Results of arbitrary shape are read or refused, never a panic.
+                let _ = post_results("clients", &json!({ "postresults": zone }));
+            }
+        }
+    }
 }

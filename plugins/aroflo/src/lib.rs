@@ -133,4 +133,5 @@ impl Plugin for Aroflo {
     }
 }
 
+#[cfg(feature = "export")]
 export_plugin!(Aroflo);

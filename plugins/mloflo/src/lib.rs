@@ -424,4 +424,5 @@ pub(crate) fn to_record(kind: Kind, value: Value) -> Result<Record, MlofloError>
     }
 }
 
+#[cfg(feature = "export")]
 export_plugin!(Mloflo);

@@ -219,4 +219,52 @@ mod tests {
             .expect("unknown type")
             .is_empty());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// A validly signed delivery verifies; the same signature over a body with one
+            /// character replaced, inserted or removed, or under another timestamp, never does.
+            #[test]
+            fn any_change_to_a_signed_delivery_is_refused(
+                note in "\\PC{0,40}",
+                at in any::<prop::sample::Index>(),
+                how in 0u8..4,
+                c in any::<char>(),
+            ) {
+                let now = NOW_MS / 1000;
+                let mut body = event("evt_p", "note.updated");
+                body["data"]["body"] = Value::String(note);
+                let genuine = request("s3cret", now, "evt_p", &body);
+                let mut changed = genuine.clone();
+                let mut chars: Vec<char> = changed.body.chars().collect();
+                let i = at.index(chars.len());
+                match how {
+                    0 => chars[i] = if chars[i] == c { if c == 'y' { 'z' } else { 'y' } } else { c },
+                    1 => chars.insert(i, c),
+                    2 => {
+                        chars.remove(i);
+                    }
+                    _ => {
+                        for (name, value) in &mut changed.headers {
+                            if name.eq_ignore_ascii_case(api::H_TIMESTAMP) {
+                                *value = (now - 1 - (i as i64 % 200)).to_string();
+                            }
+                        }
+                    }
+                }
+                changed.body = chars.into_iter().collect();
+                let refused = WebhookVerifier::new(Some("s3cret".into())).verify(&changed);
+                prop_assert!(
+                    matches!(&refused, Err(MlofloError::Webhook(why)) if why.contains("signature")),
+                    "{refused:?}"
+                );
+                prop_assert!(WebhookVerifier::new(Some("s3cret".into())).verify(&genuine).is_ok());
+            }
+        }
+    }
 }

@@ -329,4 +329,5 @@ impl Connector for Moloni {
     }
 }
 
+#[cfg(feature = "export")]
 export_plugin!(Moloni);

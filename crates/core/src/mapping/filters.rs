@@ -284,4 +284,60 @@ mod tests {
         assert!(valid_date_format("%Y-%m-%d"));
         assert!(!valid_date_format("%Y-%Q"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Numbers valid in their region by construction (PT mobiles, AU mobiles, US numbers
+        /// outside the reserved N11 and 555 blocks), written the ways sources write them.
+        fn local_numbers() -> impl Strategy<Value = (&'static str, String)> {
+            let pt = "9[1236][0-9]{7}".prop_map(|n| ("PT", n));
+            let au = "04[0-3][0-9]{7}".prop_map(|n| ("AU", n));
+            let us = "[2-9][02-9][0-9][2-9][02-9][0-9]{5}".prop_map(|n| ("US", n));
+            (
+                prop_oneof![pt, au, us],
+                prop::sample::select(vec!["", " ", "-", ".", "  "]),
+            )
+                .prop_map(|((region, digits), sep)| {
+                    let (a, b) = digits.split_at(3);
+                    (region, format!("{a}{sep}{b}"))
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn e164_is_idempotent((code, number) in local_numbers()) {
+                let formatted = e164(&number, region(code));
+                // US numbers can still land on unassigned area codes; those are refused, not mangled.
+                prop_assume!(code != "US" || formatted.is_ok());
+                let formatted = formatted.map_err(TestCaseError::fail)?;
+                prop_assert!(formatted.starts_with('+') && formatted[1..].bytes().all(|b| b.is_ascii_digit()), "{}", formatted);
+                prop_assert_eq!(e164(&formatted, region(code)), Ok(formatted.clone()));
+                prop_assert_eq!(e164(&formatted, None), Ok(formatted.clone()));
+                // Any region: the number's own country code wins.
+                prop_assert_eq!(e164(&formatted, region("PT")), Ok(formatted.clone()));
+            }
+
+            #[test]
+            fn e164_never_panics(number in "(\\PC|[0-9+() -]){0,24}", code in prop::sample::select(vec!["PT", "AU", "US", "GB"])) {
+                if let Ok(formatted) = e164(&number, region(code)) {
+                    prop_assert_eq!(e164(&formatted, None), Ok(formatted.clone()));
+                }
+            }
+
+            #[test]
+            fn dates_never_panic(value in "(\\PC|[0-9:T+ -]){0,32}", format in "(%[a-zA-Z:.#0-9-]|\\PC){0,8}") {
+                let _ = format_date(&value, &format);
+            }
+
+            #[test]
+            fn a_day_formatted_as_a_day_is_itself(day in "20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])") {
+                prop_assert_eq!(format_date(&day, DEFAULT_DATE_FORMAT), Ok(day.clone()));
+                prop_assert_eq!(format_date(&format!("{day}T10:00:00+01:00"), DEFAULT_DATE_FORMAT), Ok(day));
+            }
+        }
+    }
 }
