@@ -138,12 +138,15 @@ pub fn parse_datetime(value: &str) -> Option<i64> {
     };
     let mut fields = date.split(['/', '-']);
     let year = number(fields.next()?)?;
-    let month = number(fields.next()?)? as u32;
-    let day = number(fields.next()?)? as u32;
-    if fields.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    let month = number(fields.next()?)?;
+    let day = number(fields.next()?)?;
+    // Checked before any arithmetic: a year of 19 digits overflowed the day count (found by the
+    // aroflo_envelope fuzz target).
+    if fields.next().is_some() || !(1..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day)
+    {
         return None;
     }
-    let mut ms = days_from_civil(year, month, day) * 86_400_000;
+    let mut ms = days_from_civil(year, month as u32, day as u32) * 86_400_000;
     let clock = rest.trim_end_matches('Z');
     if !clock.is_empty() {
         let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
@@ -172,6 +175,19 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_out_of_range_are_refused_not_overflowed() {
+        // The aroflo_envelope fuzz target's crash: a `lastupdateutc` with a 19-digit year.
+        assert_eq!(
+            parse_datetime("0000000000000000000002914329358867307369/01/10 0::02:03"),
+            None
+        );
+        assert_eq!(parse_datetime("2914329358867307369/01/10"), None);
+        assert_eq!(parse_datetime("0/01/10"), None);
+        assert_eq!(parse_datetime("2026/4294967297/10"), None, "a month that wraps in u32");
+        assert_eq!(parse_datetime("9999/12/31"), Some(253_402_214_400_000));
+    }
 
     #[test]
     fn queries_encode_in_order_with_repeated_wheres() {
