@@ -11,13 +11,13 @@
 //! Writes `target/bench/webhook_intake.json` and prints it. Under `cargo test --benches` it only
 //! says it was skipped.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tether_core::store::Store;
+use tether_e2e::host::{run_command, RunningHost};
 use tether_e2e::{cargo_build, target_dir, Profile};
 use tether_sandbox::{GhlConfig, RateLimitConfig, RunningGhl};
 
@@ -49,19 +49,6 @@ fn env_number(name: &str, default: usize) -> Result<usize, String> {
             .trim()
             .parse()
             .map_err(|_| format!("{name} must be a whole number, not `{text}`")),
-    }
-}
-
-/// `tether run` as a child, killed when dropped.
-struct Host {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -246,25 +233,8 @@ fn write_config(dir: &std::path::Path, ghl: &RunningGhl, state: &str) -> Result<
     write(dir.join(format!("flows/{FLOW}.toml")), flow)
 }
 
-fn start_host(tether: &std::path::Path, dir: &std::path::Path) -> Result<Host, String> {
-    let mut child = Command::new(tether)
-        .args(["--config", &dir.join("tether.toml").display().to_string()])
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start tether run: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| format!("tether run's banner: {e}"))?;
-    let base = line
-        .split("webhooks at ")
-        .nth(1)
-        .and_then(|rest| rest.split("/webhooks/").next())
-        .ok_or_else(|| format!("no address in tether run's banner: {line:?}"))?
-        .to_owned();
-    Ok(Host { child, base })
+fn start_host(tether: &std::path::Path, dir: &std::path::Path) -> Result<RunningHost, String> {
+    let mut command = run_command(tether, &dir.join("tether.toml"), "127.0.0.1:0");
+    command.env("RUST_LOG", "error").stderr(Stdio::null());
+    RunningHost::spawn(command)
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod host;
+
 /// The packages whose libraries are tether plugins, by crate name.
 pub const PLUGINS: &[&str] = &["tether-moloni", "tether-aroflo", "tether-mloflo"];
 /// Test fixtures built as shared libraries.

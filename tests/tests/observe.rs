@@ -330,7 +330,10 @@ fn a_connector_whose_refresh_token_was_refused_alerts_until_reconnected() {
     let settings = config.alerts.clone().expect("alerts");
     runtime.block_on(async {
         let store = Store::open(&config.state_url).await.expect("store");
-        let vault = Vault::new(SecretKey::load(None, &config.key_file).expect("key"), store.clone());
+        let vault = Arc::new(Vault::new(
+            SecretKey::load(None, &config.key_file).expect("key"),
+            store.clone(),
+        ));
         let scheduler = Scheduler::new(
             store.clone(),
             Vec::new(),
@@ -347,6 +350,7 @@ fn a_connector_whose_refresh_token_was_refused_alerts_until_reconnected() {
             config.clone(),
             settings,
             scheduler,
+            Arc::clone(&vault),
             "test".into(),
             Arc::new(|| 1_000),
         )

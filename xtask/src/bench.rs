@@ -248,7 +248,7 @@ fn intake_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
 
 /// `cargo bench -p tether-e2e ARGS`. With `--json` the benches' own output goes to stderr, so
 /// stdout holds only the JSON document.
-fn cargo_bench(args: &[&str], json: bool) -> Result<(), String> {
+pub(crate) fn cargo_bench(args: &[&str], json: bool) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     command

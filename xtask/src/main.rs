@@ -1,4 +1,4 @@
-//! Developer entry points: `cargo xtask plugins | demo | bench`.
+//! Developer entry points: `cargo xtask plugins | demo | bench | soak`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         Some("plugins") => plugins().map(|_| ()),
         Some("demo") => demo(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--json")),
-        _ => Err("usage: cargo xtask plugins | demo | bench [--json]".to_owned()),
+        Some("soak") => soak(&args[1..]),
+        _ => Err("usage: cargo xtask plugins | demo | bench [--json] | soak [--minutes N]".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -23,6 +24,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The reliability suite (`tests/benches/soak.rs`): N minutes (default 10) of faults and kills,
+/// then the accounting of every record. Fails when a record is lost or duplicated.
+fn soak(args: &[String]) -> Result<(), String> {
+    let minutes = match args {
+        [] => "10".to_owned(),
+        [flag, n] if flag == "--minutes" && n.parse::<f64>().is_ok_and(|m| m > 0.0) => n.clone(),
+        _ => return Err("usage: cargo xtask soak [--minutes N] (N > 0, default 10)".to_owned()),
+    };
+    bench::cargo_bench(&["--bench", "soak", "--", "--soak", "--minutes", &minutes], false)
 }
 
 /// Builds the plugins (release) and installs them into target/plugins/.

@@ -150,6 +150,78 @@ async fn queueing_advances_the_cursor_and_skips_events_seen_before() {
     .await;
 }
 
+/// Group commit: several webhooks in one transaction, each with its own queue rows and log line;
+/// an event id seen earlier in the same batch is a duplicate, as it would be across batches.
+#[tokio::test]
+async fn an_intake_batch_queues_and_logs_each_webhook() {
+    use tether_core::store::{IntakeWrite, WebhookLogRow};
+    each_store(async |store, dialect| {
+        let contacts = unique("intake-contacts");
+        let tasks = unique("intake-tasks");
+        let connector = unique("intake");
+        let log = |verdict: &str, at: i64| WebhookLogRow {
+            id: 0,
+            received_at: at,
+            connector: connector.clone(),
+            event_types: "ContactCreate".into(),
+            verdict: verdict.into(),
+            status: 200,
+            queued: -1,
+            detail: None,
+        };
+        let writes = vec![
+            IntakeWrite {
+                queue: vec![
+                    (contacts.clone(), vec![record("c1", Some("e1"), "Ana")]),
+                    (
+                        tasks.clone(),
+                        vec![record("t1", Some("e2"), "Call"), record("t2", Some("e3"), "Mail")],
+                    ),
+                ],
+                log: log("verified", 1),
+            },
+            // The same event again (the sender retried before it heard back), and a new one.
+            IntakeWrite {
+                queue: vec![(
+                    contacts.clone(),
+                    vec![record("c1", Some("e1"), "Ana"), record("c2", Some("e4"), "Rui")],
+                )],
+                log: log("verified", 2),
+            },
+            // A refused webhook: a log line, no rows.
+            IntakeWrite {
+                queue: Vec::new(),
+                log: log("refused", 3),
+            },
+        ];
+        let results = store.commit_intake(&writes, 10).await.expect("commit");
+        let queued = |inserted, duplicates| Queued { inserted, duplicates };
+        assert_eq!(
+            results,
+            vec![vec![queued(1, 0), queued(2, 0)], vec![queued(1, 1)], vec![]],
+            "{dialect}"
+        );
+        let logged: Vec<(String, i64)> = store
+            .webhook_log(1_000)
+            .await
+            .expect("log")
+            .into_iter()
+            .filter(|w| w.connector == connector)
+            .map(|w| (w.verdict, w.queued))
+            .rev()
+            .collect();
+        assert_eq!(
+            logged,
+            vec![("verified".into(), 3), ("verified".into(), 1), ("refused".into(), 0)],
+            "each webhook's log line counts the rows it queued ({dialect})"
+        );
+        let counts = store.flow_counts().await.expect("counts");
+        let pending = |flow: &str| counts.iter().find(|c| c.flow == flow).map_or(0, |c| c.pending);
+        assert_eq!((pending(&contacts), pending(&tasks)), (2, 2), "{dialect}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn changes_to_one_record_are_delivered_in_order_one_at_a_time() {
     each_store(async |store, dialect| {

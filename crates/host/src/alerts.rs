@@ -14,10 +14,10 @@ use tether_core::config::{AlertsConfig, Config};
 use tether_core::scheduler::{Clock, Scheduler};
 use tether_core::store::{Store, StoreError};
 use tether_core::telemetry;
+use tether_core::vault::Vault;
 use tokio::sync::watch;
 
-use crate::cli::status::connector_status;
-use crate::report::TokenState;
+use crate::report::{self, TokenState};
 
 pub const LEASE: &str = "alerts";
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +46,8 @@ pub struct Checker {
     config: Config,
     settings: AlertsConfig,
     scheduler: Arc<Scheduler>,
+    /// The running host's vault, for the token states (never a second copy of the key).
+    vault: Arc<Vault>,
     host_id: String,
     clock: Clock,
     since_ms: i64,
@@ -58,6 +60,7 @@ impl Checker {
         config: Config,
         settings: AlertsConfig,
         scheduler: Arc<Scheduler>,
+        vault: Arc<Vault>,
         host_id: String,
         clock: Clock,
     ) -> Result<Checker, AlertError> {
@@ -72,6 +75,7 @@ impl Checker {
             config,
             settings,
             scheduler,
+            vault,
             host_id,
             clock,
             since_ms,
@@ -155,9 +159,9 @@ impl Checker {
 
     async fn snapshot(&self) -> Result<Snapshot, AlertError> {
         let now_ms = (self.clock)();
-        let connectors = connector_status(&self.config, self.store.clone())
+        let connectors = report::connectors(&self.config, Some(&self.vault))
             .await
-            .map_err(|e| AlertError::TokenState(e.message))?
+            .map_err(|e| AlertError::TokenState(e.to_string()))?
             .into_iter()
             .map(|c| ConnectorHealth {
                 needs_reconnect: (c.token == TokenState::NeedsReconnect)

@@ -3,6 +3,26 @@
 
 use super::{dialect, Store, StoreError};
 
+pub(super) const INSERT_WEBHOOK_LOG: &str =
+    "INSERT INTO webhook_log (received_at, connector, event_types, verdict, status, queued, detail) \
+     VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+/// Binds a [`WebhookLogRow`] to [`INSERT_WEBHOOK_LOG`] (a macro: the query's type differs per
+/// dialect).
+macro_rules! bind_webhook_log {
+    ($query:expr, $entry:expr) => {
+        $query
+            .bind($entry.received_at)
+            .bind(&$entry.connector)
+            .bind(&$entry.event_types)
+            .bind(&$entry.verdict)
+            .bind($entry.status)
+            .bind($entry.queued)
+            .bind(&$entry.detail)
+    };
+}
+pub(super) use bind_webhook_log;
+
 /// What an event says happened to a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -232,19 +252,9 @@ impl Store {
 
     pub async fn log_webhook(&self, entry: &WebhookLogRow) -> Result<(), StoreError> {
         dialect!(self, |pool, sql| {
-            sqlx::query(&sql(
-                "INSERT INTO webhook_log (received_at, connector, event_types, verdict, status, queued, detail) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ))
-            .bind(entry.received_at)
-            .bind(&entry.connector)
-            .bind(&entry.event_types)
-            .bind(&entry.verdict)
-            .bind(entry.status)
-            .bind(entry.queued)
-            .bind(&entry.detail)
-            .execute(pool)
-            .await?;
+            bind_webhook_log!(sqlx::query(&sql(INSERT_WEBHOOK_LOG)), entry)
+                .execute(pool)
+                .await?;
         });
         Ok(())
     }

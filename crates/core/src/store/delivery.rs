@@ -11,7 +11,8 @@
 
 use tether_abi::Record;
 
-use super::{dialect, NewEvent, Store, StoreError};
+use super::activity::{bind_webhook_log, INSERT_WEBHOOK_LOG};
+use super::{dialect, NewEvent, Store, StoreError, WebhookLogRow};
 
 /// A source record as the delivery workers see it.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +106,78 @@ struct ClaimedRow {
     attempts: i64,
 }
 
+/// One queue row; an event id already queued for the flow is skipped.
+const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (flow, source_id, event_id, record, status, next_attempt_at, created_at, updated_at) \
+     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) \
+     ON CONFLICT (flow, event_id) WHERE event_id IS NOT NULL DO NOTHING";
+
+/// One webhook's share of a group commit (see [`Store::commit_intake`]): the records it queues,
+/// per flow, and its webhook-log line, whose `queued` the store fills in.
+#[derive(Clone, Debug)]
+pub struct IntakeWrite {
+    pub queue: Vec<(String, Vec<Record>)>,
+    pub log: WebhookLogRow,
+}
+
+fn encode_records(records: &[Record]) -> Result<Vec<String>, StoreError> {
+    records
+        .iter()
+        .map(|r| serde_json::to_string(r).map_err(|source| StoreError::Corrupt { id: 0, source }))
+        .collect()
+}
+
 impl Store {
+    /// Stores several webhooks in one transaction (group commit: one disk sync for all of
+    /// them): each write's queue rows and its log line. Returns, per write and per flow of its
+    /// `queue`, what was queued. All or nothing: on error no webhook of the batch is stored.
+    pub async fn commit_intake(&self, writes: &[IntakeWrite], now_ms: i64) -> Result<Vec<Vec<Queued>>, StoreError> {
+        let encoded: Vec<Vec<Vec<String>>> = writes
+            .iter()
+            .map(|w| w.queue.iter().map(|(_, records)| encode_records(records)).collect())
+            .collect::<Result<_, _>>()?;
+        let mut results = Vec::with_capacity(writes.len());
+        dialect!(self, |pool, sql| {
+            let mut tx = pool.begin().await?;
+            for (write, encoded) in writes.iter().zip(&encoded) {
+                let mut per_flow = Vec::with_capacity(write.queue.len());
+                for ((flow, records), encoded) in write.queue.iter().zip(encoded) {
+                    let mut queued = Queued::default();
+                    for (record, json) in records.iter().zip(encoded) {
+                        let inserted = sqlx::query(&sql(INSERT_OUTBOX))
+                            .bind(flow)
+                            .bind(&record.id)
+                            .bind(record.event.as_ref().map(|e| e.id.as_str()))
+                            .bind(json)
+                            .bind(now_ms)
+                            .bind(now_ms)
+                            .bind(now_ms)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        if inserted == 1 {
+                            queued.inserted += 1;
+                        } else {
+                            queued.duplicates += 1;
+                        }
+                    }
+                    per_flow.push(queued);
+                }
+                let rows: usize = per_flow.iter().map(|q| q.inserted).sum();
+                let log = WebhookLogRow {
+                    queued: i64::try_from(rows).unwrap_or(i64::MAX),
+                    ..write.log.clone()
+                };
+                bind_webhook_log!(sqlx::query(&sql(INSERT_WEBHOOK_LOG)), &log)
+                    .execute(&mut *tx)
+                    .await?;
+                results.push(per_flow);
+            }
+            tx.commit().await?;
+        });
+        Ok(results)
+    }
+
     /// Queues `records` for `flow` and, in the same transaction, sets the flow's cursor when one
     /// is given. A record whose event id is already queued for the flow is skipped.
     pub async fn enqueue(
@@ -116,28 +188,21 @@ impl Store {
         now_ms: i64,
     ) -> Result<Queued, StoreError> {
         let mut queued = Queued::default();
-        let encoded: Vec<String> = records
-            .iter()
-            .map(|r| serde_json::to_string(r).map_err(|source| StoreError::Corrupt { id: 0, source }))
-            .collect::<Result<_, _>>()?;
+        let encoded = encode_records(records)?;
         dialect!(self, |pool, sql| {
             let mut tx = pool.begin().await?;
             for (record, json) in records.iter().zip(&encoded) {
-                let inserted = sqlx::query(&sql(
-                    "INSERT INTO outbox (flow, source_id, event_id, record, status, next_attempt_at, created_at, updated_at) \
-                     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) \
-                     ON CONFLICT (flow, event_id) WHERE event_id IS NOT NULL DO NOTHING",
-                ))
-                .bind(flow)
-                .bind(&record.id)
-                .bind(record.event.as_ref().map(|e| e.id.as_str()))
-                .bind(json)
-                .bind(now_ms)
-                .bind(now_ms)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                let inserted = sqlx::query(&sql(INSERT_OUTBOX))
+                    .bind(flow)
+                    .bind(&record.id)
+                    .bind(record.event.as_ref().map(|e| e.id.as_str()))
+                    .bind(json)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 if inserted == 1 {
                     queued.inserted += 1;
                 } else {

@@ -93,6 +93,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
                 config.clone(),
                 settings.clone(),
                 Arc::clone(&scheduler),
+                Arc::clone(context.vault()),
                 alerts_host_id,
                 Arc::clone(&clock),
             )

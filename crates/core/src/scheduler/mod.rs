@@ -5,7 +5,8 @@
 //! * One poller per flow across every host sharing the store: a poll runs only under the lease
 //!   `poll:<flow>`, renewed at each poll; a host that dies loses it when it expires.
 //! * A webhook is answered 2xx only after its events are queued durably; an event id is queued
-//!   once per flow however often the sender retries, so a lost answer costs nothing.
+//!   once per flow however often the sender retries, so a lost answer costs nothing. Webhooks
+//!   arriving together share one transaction (see `group_commit`), and with it one disk sync.
 //! * Delivery workers only claim rows (see `store::delivery`), so any number of them, in any
 //!   number of hosts, write each row once; the engine's rules (parents first, echoes, conflicts,
 //!   unchanged records, retries) hold per row.
@@ -19,7 +20,11 @@ use tokio::sync::{watch, Notify};
 
 use crate::engine::{FlowRun, RetryPolicy, SyncReport};
 use crate::flow::{Flow, Relations, Trigger};
-use crate::store::{Store, StoreError, WebhookLogRow};
+use crate::store::{IntakeWrite, Store, WebhookLogRow};
+
+mod group_commit;
+
+use group_commit::{CommitError, GroupCommit};
 
 /// A flow ready to run: its connectors opened.
 pub struct FlowSlot {
@@ -51,6 +56,7 @@ pub struct Scheduler {
     wake: Vec<Notify>,
     settings: SchedulerSettings,
     clock: Clock,
+    intake: GroupCommit,
 }
 
 /// What became of one webhook.
@@ -70,13 +76,14 @@ pub enum Intake {
 pub enum IntakeError {
     /// Nothing was acknowledged: the sender must retry.
     #[error("the webhook could not be stored: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] CommitError),
 }
 
 impl Scheduler {
     pub fn new(store: Store, slots: Vec<FlowSlot>, settings: SchedulerSettings, clock: Clock) -> Arc<Scheduler> {
         let wake = slots.iter().map(|_| Notify::new()).collect();
         Arc::new(Scheduler {
+            intake: GroupCommit::new(store.clone(), Arc::clone(&clock)),
             store,
             slots,
             wake,
@@ -265,7 +272,12 @@ impl Scheduler {
             Err(error) if error.kind == ErrorKind::Conflict => {
                 entry.verdict = "duplicate".into();
                 entry.detail = Some(error.message);
-                self.store.log_webhook(&entry).await?;
+                self.intake
+                    .commit(IntakeWrite {
+                        queue: Vec::new(),
+                        log: entry,
+                    })
+                    .await?;
                 return Ok(Intake::Queued { rows: 0, duplicates: 1 });
             }
             Err(error) => {
@@ -273,7 +285,12 @@ impl Scheduler {
                 entry.verdict = if refused { "refused" } else { "invalid" }.into();
                 entry.status = if refused { 401 } else { 400 };
                 entry.detail = Some(error.message.clone());
-                self.store.log_webhook(&entry).await?;
+                self.intake
+                    .commit(IntakeWrite {
+                        queue: Vec::new(),
+                        log: entry,
+                    })
+                    .await?;
                 return Ok(if refused {
                     Intake::Refused(error.message)
                 } else {
@@ -287,7 +304,8 @@ impl Scheduler {
             .collect();
         entry.event_types = types.into_iter().collect::<Vec<_>>().join(",");
         entry.verdict = "verified".into();
-        let (mut rows, mut duplicates) = (0, 0);
+        let mut queue = Vec::new();
+        let mut woken = Vec::new();
         for &index in &readers {
             let flow = &self.slots[index].flow;
             let records: Vec<_> = events
@@ -295,18 +313,20 @@ impl Scheduler {
                 .filter(|e| e.stream == flow.stream)
                 .map(|e| e.record.clone())
                 .collect();
-            if records.is_empty() {
-                continue;
+            if !records.is_empty() {
+                queue.push((flow.name.clone(), records));
+                woken.push(index);
             }
-            let queued = self.store.enqueue(&flow.name, &records, None, (self.clock)()).await?;
+        }
+        let queued = self.intake.commit(IntakeWrite { queue, log: entry }).await?;
+        let (mut rows, mut duplicates) = (0, 0);
+        for (index, queued) in woken.into_iter().zip(queued) {
             rows += queued.inserted;
             duplicates += queued.duplicates;
             if queued.inserted > 0 {
                 self.wake[index].notify_waiters();
             }
         }
-        entry.queued = i64::try_from(rows).unwrap_or(i64::MAX);
-        self.store.log_webhook(&entry).await?;
         Ok(Intake::Queued { rows, duplicates })
     }
 }
