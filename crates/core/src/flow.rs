@@ -472,14 +472,21 @@ pub fn relations(flows: &[Flow], flow: &Flow) -> Relations {
             target: parent.target_system(),
             field: field.clone(),
             reverse: flow.source_connector == parent.target_connector,
+    /// Those flows' links, as (source system, target system): a record of this flow's source
+    /// that one of them wrote is linked to the record it came from (a GHL task that
+    /// mloflo-tasks created updates that MLOFLO task), though this flow never wrote it.
+    pub reverse_links: Vec<(String, String)>,
         })
     });
-    let reverse_flows = flows
+    let reverse: Vec<&Flow> = flows
         .iter()
         .filter(|f| f.source_connector == flow.target_connector && f.target_connector == flow.source_connector)
-        .map(|f| f.name.clone())
         .collect();
-    Relations { parent, reverse_flows }
+    Relations {
+        parent,
+        reverse_flows: reverse.iter().map(|f| f.name.clone()).collect(),
+        reverse_links: reverse.iter().map(|f| (f.source_system(), f.target_system())).collect(),
+    }
 }
 
 /// Checks what only a set of flows can: parents name flows that exist.
