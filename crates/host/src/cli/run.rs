@@ -114,6 +114,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
             .await
             .map_err(|e| CliError::new(Exit::Usage, format!("cannot listen on {}: {e}", args.listen)))?;
         let bound = listener.local_addr().unwrap_or(args.listen);
+        // Listening for SIGTERM/SIGINT before the banner: whoever reads it may stop us at once.
+        let stop_signal = super::stop_signal();
         // Tests and scripts read this line to learn the port when ADDR asks for port 0.
         let disabled = if disabled.is_empty() {
             String::new()
@@ -155,7 +157,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
             let scheduler = Arc::clone(&scheduler);
             async move { scheduler.run(stop).await }
         });
-        super::wait_for_stop().await;
+        stop_signal.await;
         tracing::info!("stopping: finishing work in flight");
         let _ = stop_tx.send(true);
         let _ = engine.await;
