@@ -11,6 +11,9 @@ pub struct RunningHost {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// The first line `tether run` prints: its flows, disabled ones, and where it listens.
+    #[allow(dead_code)]
+    pub banner: String,
 }
 
 impl RunningHost {
@@ -37,7 +40,11 @@ impl RunningHost {
             .and_then(|rest| rest.split("/webhooks/").next())
             .unwrap_or_else(|| panic!("no address in the banner: {line:?}"))
             .replace("0.0.0.0", "127.0.0.1");
-        RunningHost { child, base }
+        RunningHost {
+            child,
+            base,
+            banner: line,
+        }
     }
 
     pub fn webhook_url(&self, connector: &str) -> String {
