@@ -12,6 +12,8 @@ pub struct RunningHost {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// The first line `tether run` prints: its flows, disabled ones, and where it listens.
+    pub banner: String,
 }
 
 impl RunningHost {
@@ -46,7 +48,11 @@ impl RunningHost {
             let _ = child.wait();
             return Err(format!("no address in tether run's banner: {line:?}"));
         };
-        Ok(RunningHost { child, base })
+        Ok(RunningHost {
+            child,
+            base,
+            banner: line,
+        })
     }
 
     pub fn webhook_url(&self, connector: &str) -> String {

@@ -739,3 +739,126 @@ fn ghl_tasks_by_webhook_become_aroflo_tasks_on_the_linked_client() {
         "updated, never duplicated"
     );
 }
+
+/// Issue 6: the AroFlo → GHL task path and its echo. The optional aroflo-notes-tasks ships
+/// disabled, and `tether run` leaves it out; switched on, it writes a follow-up task into GHL for
+/// each AroFlo client note. GHL then sends a signed TaskCreate webhook for each of those tasks to
+/// aroflo-tasks (GHL tasks → AroFlo), which must know them as our own writes: echoes, never a
+/// task written back into AroFlo.
+#[test]
+fn aroflo_notes_written_into_ghl_as_tasks_do_not_come_back_into_aroflo() {
+    use support::host_process::{eventually, RunningHost};
+    use tether_core::store::{EventKind, Store};
+    let rig = rig(6);
+    let sync = SyncRig::new(&rig, &["aroflo-clients", "aroflo-notes-tasks", "aroflo-tasks"]);
+    let config = sync.dir.path().join("tether.toml");
+    let (org, task_type) = rig.aroflo.emulator.task_defaults();
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        "[connectors.aroflo.config]\n",
+        &format!("[connectors.aroflo.config]\ndefault_org_id = \"{org}\"\ndefault_task_type_id = \"{task_type}\"\n"),
+    );
+    let text = text.replace(
+        "[connectors.ghl.config]\n",
+        &format!(
+            "[connectors.ghl.config]\nwebhook_public_key = \"{}\"\n",
+            sync.ghl.webhook_public_key.base64
+        ),
+    );
+    std::fs::write(&config, text).expect("config");
+    let (code, report, stderr) = sync.run("aroflo-clients");
+    assert_eq!(code, Some(0), "{report}\n{stderr}");
+    let state = format!("sqlite://{}", sync.dir.path().join("state.sqlite").display());
+    let events = |flow: &str, kind: EventKind| -> usize {
+        rig.host.runtime.block_on(async {
+            let store = Store::open(&state).await.expect("store");
+            store
+                .events(Some(flow), Some(kind), 10_000)
+                .await
+                .expect("events")
+                .len()
+        })
+    };
+    let aroflo_tasks = || {
+        rig.aroflo.emulator.state()["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let follow_ups = || -> Vec<Value> {
+        sync.ghl.emulator.state()["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["title"] == "Follow up AroFlo note")
+            .cloned()
+            .collect()
+    };
+    let tasks_before = aroflo_tasks();
+
+    // As shipped: `tether run` names the flow disabled and does not run it.
+    let host = RunningHost::start(&config, &["--idle-ms", "50"]);
+    assert!(
+        host.banner
+            .contains("2 flow(s) [aroflo-clients, aroflo-tasks], disabled [aroflo-notes-tasks];"),
+        "{}",
+        host.banner
+    );
+    assert_eq!(host.stop(), Some(0));
+    assert!(follow_ups().is_empty(), "a disabled flow writes nothing");
+
+    // Switched on. GHL's webhooks go to the host from its first poll on: the port is chosen first.
+    let flow = sync.dir.path().join("flows/aroflo-notes-tasks.toml");
+    let text = std::fs::read_to_string(&flow).expect("flow");
+    assert!(text.contains("\nenabled = false\n"), "shipped disabled");
+    std::fs::write(&flow, text.replace("\nenabled = false\n", "\nenabled = true\n")).expect("flow");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    sync.ghl
+        .emulator
+        .register_webhook(format!("http://{listen}/webhooks/ghl"));
+    let host = RunningHost::start_on(&config, &listen, &["--idle-ms", "50"]);
+    assert!(host.banner.contains("3 flow(s)"), "{}", host.banner);
+    let notes = rig.aroflo.emulator.state()["clientnotes"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(notes > 0, "the seed has client notes");
+    assert!(
+        eventually(std::time::Duration::from_secs(30), || follow_ups().len() == notes),
+        "a GHL task per AroFlo client note: {} of {notes}",
+        follow_ups().len()
+    );
+    // Each of those tasks comes back as GHL's TaskCreate webhook, and is known as our own.
+    assert!(
+        eventually(std::time::Duration::from_secs(30), || events(
+            "aroflo-tasks",
+            EventKind::Echo
+        ) == notes),
+        "{} echoes for {notes} tasks; written back: {}, retrying: {}, dead: {}",
+        events("aroflo-tasks", EventKind::Echo),
+        events("aroflo-tasks", EventKind::Written),
+        events("aroflo-tasks", EventKind::Retry),
+        events("aroflo-tasks", EventKind::Dead)
+    );
+    assert_eq!(host.stop(), Some(0));
+    let delivered = sync
+        .ghl
+        .emulator
+        .webhook_events()
+        .iter()
+        .filter(|e| e["type"] == "TaskCreate" && e["title"] == "Follow up AroFlo note")
+        .count();
+    assert_eq!(delivered, notes, "GHL announced each task");
+    assert_eq!(
+        events("aroflo-tasks", EventKind::Written),
+        0,
+        "nothing written back into AroFlo"
+    );
+    assert_eq!(events("aroflo-tasks", EventKind::Dead), 0);
+    let after = aroflo_tasks();
+    assert_eq!(after.len(), tasks_before.len(), "no AroFlo task was created: {after:?}");
+    assert!(after.iter().all(|t| t["taskname"] != "Follow up AroFlo note"));
+    assert_eq!(follow_ups().len(), notes, "and no GHL task twice");
+}

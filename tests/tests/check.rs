@@ -40,15 +40,24 @@ fn the_example_flows_check_and_their_fixtures_pass() {
         .lines()
         .filter(|l| l.starts_with("[connectors.") && !l.ends_with(".config]"))
         .count();
-    let (mut flows, mut fixtures) = (0, 0);
-    for entry in std::fs::read_dir(&flows_dir).expect("flows") {
-        let path = entry.expect("entry").path();
+    let (mut flows, mut fixtures, mut disabled) = (0, 0, Vec::new());
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&flows_dir)
+        .expect("flows")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    for path in paths {
         if path.extension().is_some_and(|e| e == "toml") {
             flows += 1;
             let text = std::fs::read_to_string(&path).expect("flow");
             fixtures += text.lines().filter(|l| l.trim() == "[[test]]").count();
+            if text.lines().any(|l| l.trim() == "enabled = false") {
+                disabled.push(path.file_stem().expect("stem").to_string_lossy().into_owned());
+            }
         }
     }
+    // The optional AroFlo note → task flow ships switched off; check still checks it.
+    assert_eq!(disabled, ["aroflo-notes-tasks"]);
     assert!(flows >= 10 && fixtures >= flows, "{flows} flows, {fixtures} fixtures");
     let check = run(&["--config", &config.display().to_string(), "check"]);
     assert_eq!(
@@ -60,7 +69,7 @@ fn the_example_flows_check_and_their_fixtures_pass() {
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(
         stdout.starts_with(&format!(
-            "ok: {connectors} connectors, {flows} flows, {fixtures} fixture tests"
+            "ok: {connectors} connectors, {flows} flows (1 disabled: aroflo-notes-tasks), {fixtures} fixture tests"
         )),
         "{stdout}"
     );
@@ -168,4 +177,90 @@ fn every_broken_flow_file_is_refused_with_its_place() {
         files.len(),
         failures.join("\n\n")
     );
+}
+
+/// `enabled = false`: the flow is still checked (a disabled parent of an enabled flow is an error
+/// at the line naming it), `sync` and `backfill` refuse it, and `tether status` shows it switched off.
+#[test]
+fn a_disabled_flow_is_checked_but_not_run_and_status_says_so() {
+    let plugins = plugin_dir(tether_e2e::PLUGINS);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).expect("flows dir");
+    let customers = std::fs::read_to_string(workspace_root().join("config/flows/moloni-customers.toml")).expect("flow");
+    let off = customers.replacen("[source]", "enabled = false\n\n[source]", 1);
+    std::fs::write(flows.join("moloni-off.toml"), &off).expect("flow");
+    let child = "[source]\nconnector = \"moloni_pt\"\nstream = \"invoices\"\ntrigger = \"poll\"\n\n\
+                 [target]\nconnector = \"ghl\"\naction = \"note.create\"\n\n\
+                 [parent]\nflow = \"moloni-off\"\nfield = \"customer_id\"\n\n\
+                 [mapping.fields]\nbody = \"reference\"\n";
+    std::fs::write(flows.join("notes.toml"), child).expect("flow");
+    let config = config_for(dir.path(), plugins.path(), &flows);
+    let config = config.display().to_string();
+
+    let check = run(&["--config", &config, "check"]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    let at = format!("{}:11:8", flows.join("notes.toml").display());
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.trim().starts_with(&at) && l.contains("parent flow `moloni-off` is disabled")),
+        "{stderr}"
+    );
+
+    // Switched off together with its child, the set checks; fixtures of a disabled flow still run.
+    std::fs::write(flows.join("notes.toml"), format!("enabled = false\n{child}")).expect("flow");
+    let check = run(&["--config", &config, "check"]);
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        stdout.starts_with("ok: ") && stdout.contains("2 flows (2 disabled: moloni-off, notes), 4 fixture tests"),
+        "{stdout}"
+    );
+    let test = run(&["--config", &config, "test", "moloni-off"]);
+    assert_eq!(test.status.code(), Some(0), "{}", String::from_utf8_lossy(&test.stdout));
+
+    for args in [
+        vec!["sync", "moloni-off"],
+        vec![
+            "backfill",
+            "moloni-off",
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--until",
+            "2026-01-02T00:00:00Z",
+        ],
+    ] {
+        let output = run(&[&["--config", config.as_str()][..], &args[..]].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("flow `moloni-off` is disabled"), "{args:?}: {stderr}");
+        assert!(stderr.contains("enabled = true"), "{args:?}: {stderr}");
+    }
+
+    let status = run(&["--config", &config, "status"]);
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(stdout.contains("moloni-off (disabled)"), "{stdout}");
+    let status = run(&["--config", &config, "status", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let off = report["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["flow"] == "moloni-off")
+        .cloned()
+        .expect("the disabled flow is listed");
+    assert_eq!(off["enabled"], false, "{report}");
 }

@@ -894,3 +894,151 @@ fn notes_milestones_and_tasks_land_on_their_contact_and_tasks_stay_in_step() {
     assert_eq!(after.len(), 1, "updated, not duplicated: {after:?}");
     assert_eq!(after[0]["completed"], true);
 }
+
+/// Issue 7, mloflo-tasks-back end to end: a task synced MLOFLO → GHL is completed in GHL; GHL's
+/// signed TaskComplete webhook reaches `tether run`, which completes the same MLOFLO task. The
+/// change that write makes in MLOFLO is then read by mloflo-tasks as our own echo: nothing is
+/// written back to GHL.
+#[test]
+fn a_task_completed_in_ghl_completes_its_mloflo_task_and_the_echo_is_not_written_back() {
+    use support::host_process::{eventually, RunningHost};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ghl = ghl_emulator(&runtime);
+    let mlo = runtime
+        .block_on(mloflo::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            MlofloConfig {
+                rate_limit: RateLimitConfig::disabled(),
+                ..MlofloConfig::seeded(36, 5)
+            },
+        ))
+        .expect("MLOFLO emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = ["mloflo-contacts", "mloflo-tasks", "mloflo-tasks-back"];
+    let config = sync_config(dir.path(), &ghl, &mlo, &dir.path().join("none.csv"), &flows);
+    // GHL webhooks are verified with the location's key.
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        "[connectors.ghl.config]\n",
+        &format!(
+            "[connectors.ghl.config]\nwebhook_public_key = \"{}\"\n",
+            ghl.webhook_public_key.base64
+        ),
+    );
+    std::fs::write(&config, text).expect("config");
+    for flow in ["mloflo-contacts", "mloflo-tasks"] {
+        let (code, report, stderr) = tether(&config, &["sync", flow, "--json"]);
+        assert_eq!(code, Some(0), "{flow}: {report} {stderr}");
+        assert_eq!(report["dead"], 0, "{flow}: {report}");
+    }
+
+    let mlo_task = |id: &str| -> Value {
+        mlo.emulator.state()["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["id"] == id)
+            .cloned()
+            .expect("the MLOFLO task")
+    };
+    let open = mlo.emulator.state()["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["status"] != "completed" && t["deleted_at"].is_null())
+        .cloned()
+        .expect("an open MLOFLO task");
+    let open_id = open["id"].as_str().expect("id").to_owned();
+    let title = open["title"].as_str().expect("title").to_owned();
+    let email = mlo.emulator.state()["contacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["id"] == open["contact_id"])
+        .and_then(|c| c["email"].as_str().map(str::to_owned))
+        .expect("the task's contact");
+    let contact = ghl_contacts(&ghl)
+        .into_iter()
+        .find(|c| c["email"] == email.as_str())
+        .and_then(|c| c["id"].as_str().map(str::to_owned))
+        .expect("its GHL contact");
+    let copies = || -> Vec<Value> {
+        ghl.emulator.state()["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["contactId"] == contact.as_str() && t["title"] == title.as_str())
+            .cloned()
+            .collect()
+    };
+    let copy = copies();
+    assert_eq!(copy.len(), 1, "the task reached GHL once: {copy:?}");
+    assert_eq!(copy[0]["completed"], false);
+    let ghl_task = copy[0]["id"].as_str().expect("GHL task id").to_owned();
+    let tasks_in_ghl = ghl.emulator.state()["tasks"].as_array().map_or(0, Vec::len);
+
+    // Completed in GHL: the emulator sends its signed TaskComplete webhook to `tether run`.
+    let host = RunningHost::start(&config, &["--idle-ms", "50"]);
+    ghl.emulator.register_webhook(host.webhook_url("ghl"));
+    runtime.block_on(async {
+        let status = reqwest::Client::new()
+            .put(format!(
+                "{}/contacts/{contact}/tasks/{ghl_task}/completed",
+                ghl.base_url()
+            ))
+            .bearer_auth(&ghl.credentials.pit)
+            .header("Version", "2021-07-28")
+            .json(&json!({"completed": true}))
+            .send()
+            .await
+            .expect("PUT completed")
+            .status();
+        assert!(status.is_success(), "{status}");
+    });
+    let completed = eventually(Duration::from_secs(20), || mlo_task(&open_id)["status"] == "completed");
+    if !completed {
+        host.stop();
+        let state = format!("sqlite://{}", dir.path().join("state.sqlite").display());
+        let events = runtime.block_on(async {
+            let store = tether_core::store::Store::open(&state).await.expect("store");
+            store
+                .events(Some("mloflo-tasks-back"), None, 100)
+                .await
+                .expect("events")
+        });
+        panic!(
+            "completing it in GHL did not complete it in MLOFLO: {}\nmloflo-tasks-back events: {events:?}\nwebhooks: {:?}",
+            mlo_task(&open_id),
+            ghl.emulator.webhook_events()
+        );
+    }
+    let delivered = ghl.emulator.webhook_events();
+    assert!(
+        delivered
+            .iter()
+            .any(|e| e["type"] == "TaskComplete" && e["id"] == ghl_task.as_str()),
+        "the change arrived as GHL's TaskComplete webhook: {delivered:?}"
+    );
+    assert_eq!(host.stop(), Some(0));
+    assert_eq!(mlo_task(&open_id)["title"], title.as_str(), "the title is kept");
+
+    // MLOFLO now reports the task changed; mloflo-tasks reads it and knows its own write.
+    let (code, report, stderr) = tether(&config, &["sync", "mloflo-tasks", "--json"]);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    assert!(
+        report["read"].as_u64().is_some_and(|n| n >= 1),
+        "the completed task is read back from MLOFLO: {report}"
+    );
+    assert_eq!(
+        (report["echoes"].clone(), report["written"].clone()),
+        (json!(1), json!(0)),
+        "our own write coming back is not written to GHL: {report}"
+    );
+    let copy = copies();
+    assert_eq!(copy.len(), 1, "{copy:?}");
+    assert_eq!(copy[0]["completed"], true);
+    assert_eq!(
+        ghl.emulator.state()["tasks"].as_array().map_or(0, Vec::len),
+        tasks_in_ghl,
+        "no task was created in GHL"
+    );
+}

@@ -821,3 +821,114 @@ fn invoices_become_a_note_and_a_task_on_the_linked_contact_after_their_customer(
         "{all_notes} notes for {invoices} invoices: none twice"
     );
 }
+
+// ---- issue 5 end to end: the follow-up task follows its invoice: created, paid, cancelled ----
+
+#[test]
+fn an_invoice_task_is_created_once_then_completed_when_paid_and_marked_when_cancelled() {
+    let f = flow(47, 6);
+    std::fs::copy(
+        workspace_root().join("config/flows/moloni-invoice-task.toml"),
+        f.dir.path().join("flows/moloni-invoice-task.toml"),
+    )
+    .expect("flow");
+    let customer = f
+        .moloni
+        .emulator
+        .customers()
+        .into_iter()
+        .find(|c| c["email"] != "")
+        .expect("a customer with e-mail");
+    let customer_id = customer["customer_id"].as_u64().expect("id");
+    let (code, report, stderr) = f.tether(&["sync", "moloni-customers"]);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    let contact = f
+        .contact_with_email(customer["email"].as_str().unwrap_or_default())
+        .expect("the customer's contact");
+
+    let line = |price: f64| vec![json!({"name": "Consultoria", "qty": 1, "price": price})];
+    let paid = f
+        .moloni
+        .emulator
+        .add_invoice(customer_id, "2026-05-04", "2026-06-03", line(100.0))
+        .expect("invoice");
+    let cancelled = f
+        .moloni
+        .emulator
+        .add_invoice(customer_id, "2026-05-05", "2026-06-10", line(40.0))
+        .expect("invoice");
+    let all_tasks = || -> Vec<Value> { f.ghl.emulator.state()["tasks"].as_array().cloned().unwrap_or_default() };
+    // The seed's invoices have other due dates; ours are told apart by theirs.
+    let task_due = |day: &str| -> Vec<Value> {
+        all_tasks()
+            .into_iter()
+            .filter(|t| t["contactId"] == contact["id"])
+            .filter(|t| t["dueDate"].as_str().is_some_and(|d| d.starts_with(day)))
+            .collect()
+    };
+    let sync = || {
+        let (code, report, stderr) = f.tether(&["sync", "moloni-invoice-task"]);
+        assert_eq!(code, Some(0), "{report} {stderr}");
+        assert_eq!(report["dead"], 0, "{report}");
+        report
+    };
+
+    // Issued: one open task each, on the due date.
+    sync();
+    let first = task_due("2026-06-03");
+    let second = task_due("2026-06-10");
+    assert_eq!((first.len(), second.len()), (1, 1), "{:?}", all_tasks());
+    assert_eq!(first[0]["completed"], false, "{first:?}");
+    assert_eq!(second[0]["completed"], false, "{second:?}");
+    assert!(
+        first[0]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Follow up invoice FT ")),
+        "{first:?}"
+    );
+    let tasks_before = all_tasks().len();
+
+    // Paid in full (a receipt reconciled against it): the same task is completed, no new one.
+    f.moloni.emulator.pay_invoice(paid).expect("pay");
+    let report = sync();
+    assert_eq!(report["written"], 1, "only the paid invoice's task changes: {report}");
+    let after = task_due("2026-06-03");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["id"], first[0]["id"], "updated, not created again");
+    assert_eq!(after[0]["completed"], true, "{after:?}");
+    assert_eq!(
+        after[0]["title"], first[0]["title"],
+        "a paid invoice's task keeps its title"
+    );
+
+    // Voided in Moloni: its task is completed and says it was cancelled.
+    f.moloni.emulator.cancel_invoice(cancelled).expect("cancel");
+    let state = f.moloni.emulator.state();
+    let voided = state["documents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["document_id"] == cancelled)
+        .expect("the voided invoice stays in Moloni");
+    assert_eq!(voided["status"], moloni::STATUS_VOIDED, "{voided}");
+    let report = sync();
+    assert_eq!(
+        report["written"], 1,
+        "only the cancelled invoice's task changes: {report}"
+    );
+    let after = task_due("2026-06-10");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["id"], second[0]["id"], "updated, not created again");
+    assert_eq!(after[0]["completed"], true, "{after:?}");
+    let title = after[0]["title"].as_str().unwrap_or_default();
+    assert!(title.starts_with("Cancelled: Follow up invoice FT "), "{title}");
+    let body = after[0]["body"].as_str().unwrap_or_default();
+    assert!(body.contains("cancelled in Moloni"), "{body}");
+    assert_eq!(all_tasks().len(), tasks_before, "no task was created twice");
+
+    // Nothing changed since: a further pass writes nothing.
+    let report = sync();
+    assert_eq!(report["written"], 0, "{report}");
+    // The invoice paid earlier is still completed, untouched by the cancellation.
+    assert_eq!(task_due("2026-06-03")[0]["completed"], true);
+}

@@ -442,7 +442,10 @@ impl FlowRun<'_> {
             return Ok(Outcome::Delivered { link: None });
         }
         let key = self.link_key(&row.source_id);
-        let link = self.store.link(&key).await?;
+        let link = match self.store.link(&key).await? {
+            Some(link) => Some(link),
+            None => self.reverse_link(&row.source_id).await?,
+        };
         if let (Some(policy), Some(link)) = (self.flow.conflict, &link) {
             if let Some(why) = self.conflict_lost(policy, &row.record, link).await? {
                 report.conflicts += 1;
@@ -671,6 +674,39 @@ impl FlowRun<'_> {
                 }
             }
         })
+    }
+
+    /// A link this flow never wrote: `source_id` is a record a reverse flow created from a record
+    /// of this flow's target, which is then the record to update. Nothing was written from
+    /// here yet, so no hash: the first change is written.
+    async fn reverse_link(&self, source_id: &str) -> Result<Option<LinkRow>, EngineError> {
+        let own_target = self.flow.target_system();
+        let own_source = self.flow.source_system();
+        let target_connector = own_target.split('/').next().unwrap_or_default();
+        let source_connector = own_source.split('/').next().unwrap_or_default();
+        for (their_source, their_target) in &self.relations.reverse_links {
+            // Their source kind is ours to write (a `mloflo/tasks` record is a `mloflo/task`), and
+            // they wrote into our source connector.
+            let kinds_match = their_source.split_once('/').is_some_and(|(connector, stream)| {
+                connector == target_connector
+                    && own_target
+                        .split_once('/')
+                        .is_some_and(|(_, kind)| stream == kind || stream.strip_suffix('s') == Some(kind))
+            });
+            if !kinds_match || !their_target.starts_with(&format!("{source_connector}/")) {
+                continue;
+            }
+            if let Some(id) = self.store.link_by_target(their_source, their_target, source_id).await? {
+                return Ok(Some(LinkRow {
+                    target_id: id,
+                    written_hash: None,
+                    written: None,
+                    source_updated_at: None,
+                    parent_id: None,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether a reverse flow's queued change is only the echo of this flow's own write.

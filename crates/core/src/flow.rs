@@ -3,6 +3,8 @@
 //!
 //! Loading is pure (the caller reads the files) and checks everything against the connectors'
 //! manifests before anything runs; every problem in every file is reported at once, located.
+//! A flow with `enabled = false` is loaded and checked like any other (its fixtures run), but
+//! nothing runs it: no poller, no webhook intake, no `sync` or `backfill`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -20,6 +22,9 @@ use crate::mapping::{Mapping, MappingOptions, MappingSpec};
 struct RawFlow {
     #[serde(default)]
     description: String,
+    /// `false` switches the flow off without deleting its file.
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
     source: RawSource,
     target: RawTarget,
     #[serde(default, rename = "match")]
@@ -78,6 +83,21 @@ struct RawFixture {
     now: Option<String>,
 }
 
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// What a flow file's `enabled` key says, read without checking the rest of the file (for
+/// `tether status`, which loads no plugins): absent is `true`; `None` when the text is not TOML
+/// or `enabled` is not a boolean (`tether check` locates that).
+pub fn declared_enabled(text: &str) -> Option<bool> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    match table.get("enabled") {
+        None => Some(true),
+        Some(value) => value.as_bool(),
+    }
+}
+
 /// Which side wins when both changed the same record (two-way flows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,6 +145,8 @@ pub struct Fixture {
 pub struct Flow {
     pub name: String,
     pub description: String,
+    /// `enabled = false` in the file: checked and tested, never run.
+    pub enabled: bool,
     pub source_connector: String,
     pub stream: String,
     pub trigger: Trigger,
@@ -389,6 +411,7 @@ impl Flow {
             (Some(mapping), Some((_, trigger))) if errors.is_empty() => Ok(Flow {
                 name: name.to_owned(),
                 description: raw.description,
+                enabled: raw.enabled,
                 source_connector: raw.source.connector.into_inner(),
                 stream: raw.source.stream.into_inner(),
                 trigger,
@@ -449,6 +472,10 @@ pub struct Relations {
     /// Flows writing the other way between the same two connectors: their queued changes are
     /// the target side of a conflict.
     pub reverse_flows: Vec<String>,
+    /// Those flows' links, as (source system, target system): a record of this flow's source
+    /// that one of them wrote is linked to the record it came from (a GHL task that
+    /// mloflo-tasks created updates that MLOFLO task), though this flow never wrote it.
+    pub reverse_links: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -474,25 +501,41 @@ pub fn relations(flows: &[Flow], flow: &Flow) -> Relations {
             reverse: flow.source_connector == parent.target_connector,
         })
     });
-    let reverse_flows = flows
+    let reverse: Vec<&Flow> = flows
         .iter()
         .filter(|f| f.source_connector == flow.target_connector && f.target_connector == flow.source_connector)
-        .map(|f| f.name.clone())
         .collect();
-    Relations { parent, reverse_flows }
+    Relations {
+        parent,
+        reverse_flows: reverse.iter().map(|f| f.name.clone()).collect(),
+        reverse_links: reverse.iter().map(|f| (f.source_system(), f.target_system())).collect(),
+    }
 }
 
-/// Checks what only a set of flows can: parents name flows that exist.
+/// Checks what only a set of flows can: parents name flows that exist, and an enabled flow's
+/// parent is enabled (its records would otherwise wait for links that never come).
 pub fn check_set(flows: &[Flow]) -> Vec<ConfigError> {
     let names: BTreeSet<&str> = flows.iter().map(|f| f.name.as_str()).collect();
     let mut errors = Vec::new();
     for flow in flows {
         if let (Some((parent, _)), Some(at)) = (&flow.parent, &flow.parent_at) {
-            if !names.contains(parent.as_str()) {
-                let mut error = at.clone();
-                error.message = format!("parent flow `{parent}` does not exist");
-                error.hint = Some(format!("flows: {}", known(names.iter().copied())));
-                errors.push(error);
+            match flows.iter().find(|f| &f.name == parent) {
+                None => {
+                    let mut error = at.clone();
+                    error.message = format!("parent flow `{parent}` does not exist");
+                    error.hint = Some(format!("flows: {}", known(names.iter().copied())));
+                    errors.push(error);
+                }
+                Some(p) if flow.enabled && !p.enabled => {
+                    let mut error = at.clone();
+                    error.message = format!("parent flow `{parent}` is disabled (`enabled = false`)");
+                    error.hint = Some(format!(
+                        "enable `{parent}`, or set `enabled = false` in `{}` too",
+                        flow.name
+                    ));
+                    errors.push(error);
+                }
+                Some(_) => {}
             }
         }
     }

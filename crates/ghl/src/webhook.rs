@@ -310,9 +310,18 @@ pub fn parse_events(payload: &Value, location_id: &str) -> Result<Vec<WebhookEve
     for envelope in ["type", "timestamp", "webhookId"] {
         fields.remove(envelope);
     }
-    // TaskComplete carries the task without its state: the event is the state.
-    if kind == "TaskComplete" {
-        fields.entry("completed").or_insert(Value::Bool(true));
+    // Task payloads carry no state: the event is the state. TaskComplete is a completed task;
+    // TaskCreate a new, open one (GHL reports completion with its own TaskComplete). Without
+    // this, a task we created in GHL would not match what we wrote (`completed = false`) and
+    // its TaskCreate would not be known as our own echo.
+    match kind {
+        "TaskComplete" => {
+            fields.entry("completed").or_insert(Value::Bool(true));
+        }
+        "TaskCreate" => {
+            fields.entry("completed").or_insert(Value::Bool(false));
+        }
+        _ => {}
     }
     Ok(vec![WebhookEvent {
         stream: stream.into(),
@@ -485,6 +494,11 @@ mod tests {
                 false,
             ),
             (
+                include_str!("../testdata/webhook-examples/TaskCreate.json"),
+                "tasks",
+                false,
+            ),
+            (
                 include_str!("../testdata/webhook-examples/NoteDelete.json"),
                 "notes",
                 true,
@@ -507,11 +521,13 @@ mod tests {
             if stream != "contacts" {
                 assert_eq!(record.parent.as_ref().map(|p| p.stream.as_str()), Some("contacts"));
             }
-            // A completed task says so, though GHL's payload does not.
-            assert_eq!(
-                record.fields.get("completed").and_then(Value::as_bool),
-                (kind == "TaskComplete").then_some(true)
-            );
+            // A completed task says so, and a new one that it is open, though GHL's payloads do not.
+            let state = match kind {
+                "TaskComplete" => Some(true),
+                "TaskCreate" => Some(false),
+                _ => None,
+            };
+            assert_eq!(record.fields.get("completed").and_then(Value::as_bool), state);
             // Another location's event is not this instance's.
             assert!(parse_events(&payload, "other").expect("events").is_empty());
         }

@@ -21,9 +21,28 @@ pub struct FlowStatus {
     pub last_ok_at: Option<i64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
+    /// `false` for a flow whose file sets `enabled = false` (set by `tether status`, which
+    /// reads the flow files; the store does not know).
+    pub enabled: bool,
 }
 
 impl FlowStatus {
+    /// A flow with nothing in the store yet.
+    pub fn empty(flow: String) -> Self {
+        FlowStatus {
+            flow,
+            cursor: None,
+            queued: 0,
+            dead_letters: 0,
+            delivered: 0,
+            last_run_at: None,
+            last_ok_at: None,
+            last_error: None,
+            last_error_at: None,
+            enabled: true,
+        }
+    }
+
     /// The last error while no later run succeeded.
     pub fn current_error(&self) -> Option<&str> {
         self.last_error
@@ -107,6 +126,7 @@ pub async fn flows(store: &Store) -> Result<Vec<FlowStatus>, StoreError> {
             last_ok_at: run.as_ref().and_then(|r| r.last_ok_at),
             last_error: run.as_ref().and_then(|r| r.last_error.clone()),
             last_error_at: run.as_ref().and_then(|r| r.last_error_at),
+            enabled: true,
         });
     }
     Ok(flows)

@@ -7,7 +7,8 @@
 //!   `customers/getAll`, 50 at a time, whatever the window, since customers have no dates to
 //!   window by: the queue's event ids absorb the repeats of later windows.
 //! - `invoices`, `documents`: `<entity>/getModifiedSince`, continued from the newest
-//!   `lastmodified` seen; windows keep the rows modified inside them.
+//!   `lastmodified` seen; windows keep the rows modified inside them. `invoices` leaves drafts out
+//!   and keeps voided invoices, marked `cancelled`.
 //! - `customer.insert`, `customer.update`: the full record, as Moloni requires on both.
 
 pub mod client;
@@ -100,6 +101,7 @@ fn document_fields() -> Vec<FieldDef> {
         FieldDef::new("document_type_code", K::String),
         FieldDef::new("issue_date", K::Date),
         FieldDef::new("due_date", K::Date),
+        FieldDef::new("cancelled", K::Bool),
     ]
 }
 
@@ -143,7 +145,7 @@ impl Plugin for Moloni {
                 .fields(event_fields()),
                 StreamDef::new(
                     "invoices",
-                    "issued (closed) invoices created or changed; drafts are not read",
+                    "issued invoices created or changed, voided ones included (`cancelled`); drafts are not read",
                     &feed,
                 )
                 .fields(document_fields())
@@ -199,11 +201,11 @@ impl Moloni {
             cursor.next_since_ms = Some(self.client.now_ms() - self.client.config.overlap_ms);
         }
         let qty = page_size(limit);
-        let body =
-            stream.filter(json!({"lastmodified": time::moloni(cursor.since_ms), "qty": qty, "offset": cursor.offset}));
+        let body = json!({"lastmodified": time::moloni(cursor.since_ms), "qty": qty, "offset": cursor.offset});
         let path = format!("{}/getModifiedSince", stream.name());
         let found = rows(self.client.call(&path, body, true)?, &path)?;
-        let full = found.len() as u32 >= qty;
+        let read = found.len() as u32;
+        let full = read >= qty;
         let mut records = Vec::with_capacity(found.len());
         for row in found {
             if stream != Stream::Customers {
@@ -211,6 +213,9 @@ impl Moloni {
                 if let Some(modified) = modified {
                     cursor.next_since_ms = Some(cursor.next_since_ms.map_or(modified, |m| m.max(modified)));
                 }
+            }
+            if !stream.keeps(&row) {
+                continue;
             }
             records.push(records::record(
                 stream,
@@ -223,7 +228,7 @@ impl Moloni {
         }
         let next = if full {
             Cursor {
-                offset: cursor.offset + records.len() as u32,
+                offset: cursor.offset + read,
                 ..cursor.clone()
             }
         } else {
@@ -261,7 +266,7 @@ impl Moloni {
                 Stream::Customers => ("customers/getAll".to_owned(), json!({"qty": qty, "offset": offset})),
                 _ => (
                     format!("{}/getModifiedSince", stream.name()),
-                    stream.filter(json!({"lastmodified": time::moloni(since_ms), "qty": qty, "offset": offset})),
+                    json!({"lastmodified": time::moloni(since_ms), "qty": qty, "offset": offset}),
                 ),
             };
             let found = rows(self.client.call(&path, body, true)?, &path)?;
@@ -269,6 +274,9 @@ impl Moloni {
             offset += found.len() as u32;
             let mut records = Vec::new();
             for row in found {
+                if !stream.keeps(&row) {
+                    continue;
+                }
                 if stream != Stream::Customers {
                     // getModifiedSince has no upper bound: rows changed after the window belong to a later one.
                     let modified = row.get("lastmodified").and_then(Value::as_str).and_then(time::parse_ms);

@@ -8,6 +8,13 @@ use tether_abi::{EventInfo, Fields, Record, RecordRef};
 use crate::error::MoloniError;
 use crate::time;
 
+/// `status` of a draft document (NOTES.md §1.6).
+pub const STATUS_DRAFT: u64 = 0;
+/// `status` of a voided ("anulado") document. ⚠ The reference says documents can be voided
+/// through the API since 2024-02 but not how a voided document reads; this is the one place
+/// that assumes a third status value, and the emulator models the same.
+pub const STATUS_VOIDED: u64 = 2;
+
 /// A stream of the connector and the Moloni entity behind it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -36,13 +43,11 @@ impl Stream {
         }
     }
 
-    /// Adds the stream's own filter to a list call: `invoices` are the issued ones (`status` 1);
-    /// a draft is not an invoice yet and may still change or vanish.
-    pub fn filter(self, mut body: Value) -> Value {
-        if self == Stream::Invoices {
-            body["status"] = json!(1);
-        }
-        body
+    /// Whether a listed row belongs to the stream: `invoices` are the issued ones, closed or
+    /// voided later, never a draft (`status` 0), which is not an invoice yet and may still change
+    /// or vanish. Filtered here, not with the API's `status` parameter, which takes one value.
+    pub fn keeps(self, row: &Value) -> bool {
+        self != Stream::Invoices || row.get("status").and_then(Value::as_u64) != Some(STATUS_DRAFT)
     }
 
     fn id_field(self) -> &'static str {
@@ -160,7 +165,10 @@ pub fn record(stream: Stream, value: Value, origin: Origin, currency: &str) -> R
             let modified = fields.get("lastmodified").and_then(Value::as_str).map(str::to_owned);
             let updated_at = modified.as_deref().and_then(time::parse_ms).map(time::rfc3339);
             let customer = id_text(fields.get("customer_id")).filter(|c| c != "0");
-            let version = modified.unwrap_or_else(|| content_hash(&fields));
+            // `lastmodified` is to the second: two changes within one second (issued, then paid
+            // or voided) differ by content.
+            let hash = content_hash(&fields);
+            let version = modified.map_or_else(|| hash.clone(), |m| format!("{m}:{hash}"));
             let kind = if matches!(origin, Origin::Listing) {
                 "listed"
             } else {
@@ -194,8 +202,8 @@ pub fn record(stream: Stream, value: Value, origin: Origin, currency: &str) -> R
 }
 
 /// Derived fields a note needs and the mapping language cannot build: `reference` ("FT 2026/123"),
-/// `total_text` ("1,234.50"), `currency`, `document_type_code` ("FT"), and the calendar days
-/// `issue_date` and `due_date` (`YYYY-MM-DD`).
+/// `total_text` ("1,234.50"), `currency`, `document_type_code` ("FT"), the calendar days
+/// `issue_date` and `due_date` (`YYYY-MM-DD`), and `cancelled` (voided in Moloni).
 fn annotate_document(fields: &mut Fields, currency: &str) {
     let code = fields
         .get("document_type")
@@ -230,6 +238,8 @@ fn annotate_document(fields: &mut Fields, currency: &str) {
     fields.insert("total_text".into(), json!(amount_text(total)));
     fields.insert("currency".into(), json!(currency));
     fields.insert("document_type_code".into(), json!(code));
+    let cancelled = fields.get("status").and_then(Value::as_u64) == Some(STATUS_VOIDED);
+    fields.insert("cancelled".into(), json!(cancelled));
 }
 
 fn number_or_zero(value: Option<&Value>) -> f64 {
@@ -293,14 +303,42 @@ mod tests {
         assert_eq!(record.fields.get("total_text"), Some(&json!("65.93")));
         assert_eq!(record.fields.get("due_date"), Some(&json!("2025-10-12")));
         assert_eq!(record.fields.get("issue_date"), Some(&json!("2025-09-12")));
-        assert_eq!(
-            record.event.map(|e| (e.kind, e.id)),
-            Some((
-                "invoice.modified".into(),
-                "invoices:878748865:2025-09-12T15:29:55+0100".into()
-            ))
+        assert_eq!(record.fields.get("cancelled"), Some(&json!(false)));
+        let event = record.event.expect("event");
+        assert_eq!(event.kind, "invoice.modified");
+        assert!(
+            event.id.starts_with("invoices:878748865:2025-09-12T15:29:55+0100:"),
+            "{}",
+            event.id
         );
         assert!(super::record(Stream::Invoices, json!({"number": 1}), Origin::Listing, "EUR").is_err());
         assert!(super::record(Stream::Customers, json!("x"), Origin::Listing, "EUR").is_err());
+    }
+
+    #[test]
+    fn a_voided_invoice_is_read_as_cancelled_and_a_change_within_the_second_is_a_new_event() {
+        let list: Vec<Value> = serde_json::from_str(INVOICES).expect("fixture parses");
+        let issued = list.into_iter().next().expect("one invoice");
+        let read = |row: Value| record(Stream::Invoices, row, Origin::Feed { since_ms: 0 }, "EUR").expect("record");
+        let before = read(issued.clone());
+        let mut paid = issued.clone();
+        paid["reconciled_value"] = paid["net_value"].clone();
+        let mut voided = issued.clone();
+        voided["status"] = json!(STATUS_VOIDED);
+        let (paid, voided) = (read(paid), read(voided));
+        assert_eq!(voided.fields.get("cancelled"), Some(&json!(true)));
+        assert_eq!(paid.fields.get("cancelled"), Some(&json!(false)));
+        let id = |r: &Record| r.event.as_ref().map(|e| e.id.clone());
+        // Same `lastmodified`, other content: each is an event of its own; the same row is not.
+        assert_ne!(id(&before), id(&paid));
+        assert_ne!(id(&before), id(&voided));
+        assert_ne!(id(&paid), id(&voided));
+        assert_eq!(id(&before), id(&read(issued.clone())));
+        let mut draft = issued;
+        draft["status"] = json!(STATUS_DRAFT);
+        assert!(!Stream::Invoices.keeps(&draft));
+        assert!(Stream::Documents.keeps(&draft));
+        draft["status"] = json!(STATUS_VOIDED);
+        assert!(Stream::Invoices.keeps(&draft));
     }
 }

@@ -39,6 +39,7 @@ pub fn run(config: &Config, args: &BackfillArgs<'_>) -> Result<Exit, CliError> {
         return Err(CliError::new(Exit::Usage, "--until must be later than --since"));
     }
     let prepared = flows::Prepared::new(config, args.flow)?;
+    prepared.refuse_disabled()?;
     let flow = prepared.flow();
     let source = prepared.open(config, &flow.source_connector)?;
     let target = prepared.open(config, &flow.target_connector)?;

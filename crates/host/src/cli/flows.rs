@@ -111,7 +111,7 @@ pub(super) fn check_all(config: &Config) -> Result<Checked, CliError> {
 }
 
 /// The flow files, in name order. A missing flows folder holds no flows.
-fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+pub(super) fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -145,8 +145,19 @@ pub fn check(config: &Config) -> Result<Exit, CliError> {
         return Err(problems_error(checked.problems));
     }
     let fixtures: usize = checked.flows.iter().map(|f| f.fixtures.len()).sum();
+    let disabled: Vec<&str> = checked
+        .flows
+        .iter()
+        .filter(|f| !f.enabled)
+        .map(|f| f.name.as_str())
+        .collect();
+    let disabled = if disabled.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} disabled: {})", disabled.len(), disabled.join(", "))
+    };
     println!(
-        "ok: {} connector{}, {} flow{}, {fixtures} fixture test{}",
+        "ok: {} connector{}, {} flow{}{disabled}, {fixtures} fixture test{}",
         checked.connectors,
         plural(checked.connectors),
         checked.flows.len(),
@@ -275,6 +286,20 @@ impl Prepared {
             store,
             context,
         })
+    }
+
+    /// Refuses a flow switched off with `enabled = false`: `sync` and `backfill` run only
+    /// enabled flows (`dry-run`, which writes nothing, reads a disabled one too).
+    pub fn refuse_disabled(&self) -> Result<(), CliError> {
+        let flow = self.flow();
+        if flow.enabled {
+            return Ok(());
+        }
+        let mut error = CliError::new(Exit::Usage, format!("flow `{}` is disabled", flow.name));
+        error.details = vec![format!(
+            "its file sets `enabled = false`; remove that line or set `enabled = true` to run it"
+        )];
+        Err(error)
     }
 
     pub fn context(&self) -> &std::sync::Arc<crate::services::HostContext> {

@@ -307,23 +307,42 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
 /// Runs an async command body on a runtime made for it.
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub(super) async fn wait_for_stop() {
-    let interrupt = tokio::signal::ctrl_c();
+    stop_signal().await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, listening from the moment it is called (not first
+/// polled): call it before announcing readiness, so a signal right after the announcement is a
+/// graceful stop rather than the default action, which kills the process. Needs a runtime.
+pub(super) fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (terminate, interrupt) {
+                (Some(mut terminate), Some(mut interrupt)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
+                (Some(mut terminate), None) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                (None, _) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn block_on<T>(future: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {

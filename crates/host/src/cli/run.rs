@@ -25,9 +25,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         .map_err(|refused| CliError::new(Exit::Usage, refused.to_string()))?;
     // Before any connector call, so /metrics counts every request.
     crate::telemetry::handle();
-    let prepared = flows::Prepared::all(config)?;
-    let flow_infos: Vec<FlowInfo> = prepared.checked.flows.iter().map(FlowInfo::of).collect();
-    let names: Vec<String> = prepared.checked.flows.iter().map(|f| f.name.clone()).collect();
+    let mut prepared = flows::Prepared::all(config)?;
     // Relations are computed over the whole set before the flows move into their slots.
     let relations: Vec<flow::Relations> = prepared
         .checked
@@ -35,6 +33,17 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         .iter()
         .map(|f| flow::relations(&prepared.checked.flows, f))
         .collect();
+    // A flow with `enabled = false` gets no poller, no workers and no webhook intake; its
+    // connectors are not even opened.
+    let (enabled, relations): (Vec<_>, Vec<_>) = std::mem::take(&mut prepared.checked.flows)
+        .into_iter()
+        .zip(relations)
+        .partition(|(f, _)| f.enabled);
+    let disabled: Vec<String> = relations.into_iter().map(|(f, _)| f.name).collect();
+    let (enabled_flows, relations): (Vec<_>, Vec<_>) = enabled.into_iter().unzip();
+    prepared.checked.flows = enabled_flows;
+    let flow_infos: Vec<FlowInfo> = prepared.checked.flows.iter().map(FlowInfo::of).collect();
+    let names: Vec<String> = prepared.checked.flows.iter().map(|f| f.name.clone()).collect();
     // One instance per configured connector, shared by its flows: one token, one rate budget.
     let mut instances: std::collections::BTreeMap<String, Arc<dyn tether_abi::Connector>> = Default::default();
     let mut opened = Vec::new();
@@ -106,9 +115,16 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
             .await
             .map_err(|e| CliError::new(Exit::Usage, format!("cannot listen on {}: {e}", args.listen)))?;
         let bound = listener.local_addr().unwrap_or(args.listen);
+        // Listening for SIGTERM/SIGINT before the banner: whoever reads it may stop us at once.
+        let stop_signal = super::stop_signal();
         // Tests and scripts read this line to learn the port when ADDR asks for port 0.
+        let disabled = if disabled.is_empty() {
+            String::new()
+        } else {
+            format!(", disabled [{}]", disabled.join(", "))
+        };
         println!(
-            "tether run: {} flow(s) [{}]; webhooks at http://{bound}/webhooks/CONNECTOR; dashboard at http://{bound}/",
+            "tether run: {} flow(s) [{}]{disabled}; webhooks at http://{bound}/webhooks/CONNECTOR; dashboard at http://{bound}/",
             names.len(),
             names.join(", ")
         );
@@ -142,7 +158,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
             let scheduler = Arc::clone(&scheduler);
             async move { scheduler.run(stop).await }
         });
-        super::wait_for_stop().await;
+        stop_signal.await;
         tracing::info!("stopping: finishing work in flight");
         let _ = stop_tx.send(true);
         let _ = engine.await;

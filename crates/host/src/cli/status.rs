@@ -11,7 +11,8 @@ use crate::report::{self, ConnectorStatus, ReportError, TokenState};
 pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
     super::block_on(async {
         let store = super::open_store(config).await?;
-        let flows = report::flows(&store).await.map_err(super::store_error)?;
+        let mut flows = report::flows(&store).await.map_err(super::store_error)?;
+        mark_disabled(config, &mut flows)?;
         let connectors = connector_status(config, store).await?;
         let attention = connectors.iter().any(|c| c.token == TokenState::NeedsReconnect);
         if json {
@@ -21,7 +22,11 @@ pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
                 .iter()
                 .map(|f| {
                     vec![
-                        f.flow.clone(),
+                        if f.enabled {
+                            f.flow.clone()
+                        } else {
+                            format!("{} (disabled)", f.flow)
+                        },
                         f.cursor.clone().unwrap_or_else(|| "-".into()),
                         f.queued.to_string(),
                         f.dead_letters.to_string(),
@@ -66,6 +71,31 @@ pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
         // A connector that needs the user is a failed check, for scripts and monitors.
         Ok(if attention { Exit::Failed } else { Exit::Ok })
     })
+}
+
+/// Flows whose file sets `enabled = false` are marked, and listed even with nothing stored yet.
+fn mark_disabled(config: &Config, flows: &mut Vec<report::FlowStatus>) -> Result<(), CliError> {
+    for path in super::flows::flow_files(&config.flows_dir)? {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| CliError::new(Exit::Usage, format!("cannot read flow file {}: {e}", path.display())))?;
+        if tether_core::flow::declared_enabled(&text) != Some(false) {
+            continue;
+        }
+        match flows.iter_mut().find(|f| f.flow == name) {
+            Some(f) => f.enabled = false,
+            None => {
+                let mut f = report::FlowStatus::empty(name);
+                f.enabled = false;
+                flows.push(f);
+            }
+        }
+    }
+    flows.sort_by(|a, b| a.flow.cmp(&b.flow));
+    Ok(())
 }
 
 /// RFC 3339 to the second, or `-`.

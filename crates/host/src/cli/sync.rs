@@ -8,6 +8,7 @@ use crate::services::now_ms;
 
 pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
     let prepared = flows::Prepared::new(config, name)?;
+    prepared.refuse_disabled()?;
     let flow = prepared.flow();
     let source = prepared.open(config, &flow.source_connector)?;
     let target = prepared.open(config, &flow.target_connector)?;

@@ -44,6 +44,33 @@ pub fn admin_router() -> Router<Arc<Inner>> {
         .route("/_sandbox/authorization-codes", post(admin_code))
         .route("/_sandbox/requests", get(admin_requests))
         .route("/_sandbox/logins", get(admin_logins))
+        .route("/_sandbox/documents/{id}/pay", post(admin_pay))
+        .route("/_sandbox/documents/{id}/cancel", post(admin_cancel))
+}
+
+async fn admin_pay(State(emu): State<Arc<Inner>>, Path(id): Path<u64>) -> Response {
+    let now = emu.now();
+    let result = emu.store().pay_document(id, now);
+    changed(id, result)
+}
+
+async fn admin_cancel(State(emu): State<Arc<Inner>>, Path(id): Path<u64>) -> Response {
+    let now = emu.now();
+    let result = emu.store().void_document(id, now);
+    changed(id, result)
+}
+
+fn changed(id: u64, result: Result<(), Vec<Invalid>>) -> Response {
+    match result {
+        Ok(()) => ok(json!({"valid": 1, "document_id": id})),
+        Err(errors) => unprocessable(
+            errors
+                .iter()
+                .map(|e| e.description.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
 }
 
 fn ok(body: Value) -> Response {

@@ -22,6 +22,11 @@
 //! - `POST /_sandbox/authorization-codes`: `{"redirect_uri"}` → `{"code"}` (consent given)
 //! - `GET /_sandbox/requests`: every data call (`path`, `params` without the token)
 //! - `GET /_sandbox/logins`: every `/grant/` call (`grant_type`, `status`)
+//! - `POST /_sandbox/documents/{id}/pay`: a closed invoice paid in full (`reconciled_value`)
+//! - `POST /_sandbox/documents/{id}/cancel`: a closed invoice voided (`status` [`STATUS_VOIDED`])
+//!
+//! How a voided document reads is not in the reference (it names no call and no field): the
+//! emulator keeps the document with `status` 2 ([`STATUS_VOIDED`]), the plugin's one assumption too.
 
 mod api;
 mod auth;
@@ -29,7 +34,7 @@ mod model;
 mod seed;
 mod time;
 
-pub use model::{Invalid, COUNTRIES, PORTUGAL, SPAIN};
+pub use model::{Invalid, COUNTRIES, PORTUGAL, SPAIN, STATUS_CLOSED, STATUS_DRAFT, STATUS_VOIDED};
 pub use seed::{nif, valid_nif};
 pub use time::{lisbon, parse as parse_time};
 
@@ -325,7 +330,7 @@ impl MoloniEmulator {
         self.add_invoice_with_status(customer_id, date, due, lines, 1)
     }
 
-    /// Like [`MoloniEmulator::add_invoice`], with a `status`: 0 a draft, 1 closed (issued).
+    /// Like [`MoloniEmulator::add_invoice`], with a `status`: [`STATUS_DRAFT`], [`STATUS_CLOSED`] (issued).
     pub fn add_invoice_with_status(
         &self,
         customer_id: u64,
@@ -342,6 +347,20 @@ impl MoloniEmulator {
         let id = doc.id;
         store.documents.insert(id, doc);
         Ok(id)
+    }
+
+    /// A closed invoice paid in full, as if a receipt were reconciled against it in the web app:
+    /// `reconciled_value` becomes `net_value` and `lastmodified` moves.
+    pub fn pay_invoice(&self, document_id: u64) -> Result<(), Vec<Invalid>> {
+        let now = self.inner.now();
+        self.inner.store().pay_document(document_id, now)
+    }
+
+    /// A closed invoice voided ("anulado") as if in the web app: `status` becomes
+    /// [`STATUS_VOIDED`] and `lastmodified` moves; the document and its values stay.
+    pub fn cancel_invoice(&self, document_id: u64) -> Result<(), Vec<Invalid>> {
+        let now = self.inner.now();
+        self.inner.store().void_document(document_id, now)
     }
 
     pub async fn start(self, addr: SocketAddr) -> Result<RunningMoloni, crate::Error> {

@@ -20,6 +20,15 @@ pub const LANGUAGES: &[(u64, &str, &str)] = &[(1, "pt", "Português"), (2, "en",
 /// The standard VAT rate in mainland Portugal.
 pub const VAT_RATE: f64 = 23.0;
 
+/// A document's `status`: a draft (NOTES.md §1.6: 0 draft, 1 closed).
+pub const STATUS_DRAFT: u64 = 0;
+/// Closed: issued, final.
+pub const STATUS_CLOSED: u64 = 1;
+/// Voided ("anulado"). ⚠ NOTES.md §1.6 says documents can be voided through the API since 2024-02
+/// but neither the call nor how a voided document reads; the emulator keeps the document and its
+/// values, sets this third `status` and bumps `lastmodified`, so the change feed shows it.
+pub const STATUS_VOIDED: u64 = 2;
+
 /// Validation codes as Moloni numbers them: 1 required, 2 invalid value, 3 wrong type, 4 already
 /// exists (NOTES §1.7; 4 inferred from the official plugin's retry on `"4 number"`).
 #[derive(Debug, Clone, PartialEq)]
@@ -474,6 +483,36 @@ impl Store {
             fields,
             modified_ms: now_ms,
         })
+    }
+
+    /// Paid in full, as when a receipt is reconciled against the invoice: `reconciled_value`
+    /// becomes `net_value`. Only a closed document can be paid.
+    pub fn pay_document(&mut self, document_id: u64, now_ms: i64) -> Result<(), Vec<Invalid>> {
+        let doc = self.closed_document(document_id)?;
+        let net = doc.fields.get("net_value").cloned().unwrap_or(json!(0));
+        doc.fields.insert("reconciled_value".into(), net);
+        doc.modified_ms = now_ms;
+        Ok(())
+    }
+
+    /// Voided ([`STATUS_VOIDED`]): the document stays, with its number and values. Only a closed
+    /// document can be voided (a draft is deleted instead).
+    pub fn void_document(&mut self, document_id: u64, now_ms: i64) -> Result<(), Vec<Invalid>> {
+        let doc = self.closed_document(document_id)?;
+        doc.fields.insert("status".into(), json!(STATUS_VOIDED));
+        doc.modified_ms = now_ms;
+        Ok(())
+    }
+
+    fn closed_document(&mut self, document_id: u64) -> Result<&mut Document, Vec<Invalid>> {
+        let doc = self
+            .documents
+            .get_mut(&document_id)
+            .ok_or_else(|| vec![Invalid::bad_value("document_id", "must be valid")])?;
+        if doc.fields.get("status").and_then(Value::as_u64) != Some(STATUS_CLOSED) {
+            return Err(vec![Invalid::bad_value("status", "must be closed")]);
+        }
+        Ok(doc)
     }
 
     pub fn dump(&self) -> Value {
