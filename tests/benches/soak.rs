@@ -374,9 +374,10 @@ fn run(duration: Duration) -> Result<Value, String> {
         "webhook_attempts": traffic.webhook_attempts.load(Ordering::SeqCst),
         "writes": writes,
         "retries": retries,
-        "dead_letters": dead.len() as i64 + webhook_dead,
-        "dead_letters_expected": bad.len(),
-        "dead_letters_unexpected": unexpected_dead,
+        "dead_letter_rows": runtime.block_on(count(&pool, "SELECT COUNT(*) FROM outbox WHERE status = 'dead'", &[]))?,
+        "dead_letter_records": dead.len() as i64 + webhook_dead,
+        "dead_letter_records_expected": bad.len(),
+        "dead_letter_records_unexpected": unexpected_dead,
         "restarts": restarts,
         "backfill_runs": backfill_runs,
         "burst_429s": traffic.bursts.load(Ordering::SeqCst),
@@ -567,7 +568,7 @@ fn change_customers(
             format!("91{:07}", 1_000_000 + n)
         };
         let customer = json!({
-            "name": format!("Cliente Soak {n}"), "vat": format!("5{:08}", n), "number": format!("SOAK-{n}"),
+            "name": format!("Cliente Soak {n}"), "vat": moloni::nif_from(50_000_000 + n as u32), "number": format!("SOAK-{n}"),
             "language_id": 1, "address": "Rua Augusta 1", "city": "Lisboa", "zip_code": "1100-048",
             "country_id": 1, "maturity_date_id": 0, "payment_method_id": payment,
             "email": format!("cliente.soak.{n}@example.pt"), "phone": phone,
@@ -660,13 +661,8 @@ async fn count(pool: &sqlx::SqlitePool, sql: &str, binds: &[&str]) -> Result<i64
 /// The overview's per-flow queued and dead-letter cells, by flow name.
 fn overview_counts(html: &str) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for row in html.split("<tr>").skip(1) {
-        let Some(name) = row
-            .split("/activity?flow=")
-            .nth(1)
-            .and_then(|rest| rest.split('>').nth(1))
-            .and_then(|rest| rest.split('<').next())
-        else {
+    for row in html.split("<tr data-flow=\"").skip(1) {
+        let Some(name) = row.split('"').next() else {
             continue;
         };
         let numbers: Vec<i64> = row

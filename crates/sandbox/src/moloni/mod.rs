@@ -32,6 +32,8 @@ mod api;
 mod auth;
 mod model;
 mod seed;
+
+pub use seed::nif_from;
 mod time;
 
 pub use model::{Invalid, COUNTRIES, PORTUGAL, SPAIN, STATUS_CLOSED, STATUS_DRAFT, STATUS_VOIDED};

@@ -132,6 +132,20 @@ pub fn nif<R: Rng>(r: &mut R, first: u32) -> String {
     digits.iter().map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect()
 }
 
+/// A valid NIF whose first eight digits are `body`'s (zero-padded), for test data made in bulk.
+pub fn nif_from(body: u32) -> String {
+    let digits: Vec<u32> = format!("{:08}", body % 100_000_000)
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .collect();
+    let check = nif_check_digit(&digits);
+    digits
+        .iter()
+        .chain(std::iter::once(&check))
+        .map(|d| char::from_digit(*d, 10).unwrap_or('0'))
+        .collect()
+}
+
 pub fn nif_check_digit(first_eight: &[u32]) -> u32 {
     let sum: u32 = first_eight.iter().zip((2..=9).rev()).map(|(d, w)| d * w).sum();
     match sum % 11 {
@@ -351,6 +365,8 @@ mod tests {
 
     #[test]
     fn generated_nifs_pass_the_check_and_typos_fail_it() {
+        assert_eq!(nif_from(12_345_678), "123456789");
+        assert!(valid_nif(&nif_from(50_000_001)));
         let mut r = rand::rngs::StdRng::seed_from_u64(3);
         for _ in 0..200 {
             let n = nif(&mut r, 2);
