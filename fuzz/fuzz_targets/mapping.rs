@@ -13,20 +13,14 @@ use serde_json::json;
 use tether_abi::Record;
 use tether_core::mapping::{Mapping, MappingOptions, MappingSpec};
 
-/// jq is Turing-complete by design and a flow's filter is trusted configuration: a filter that
-/// can loop or grow without bound is compiled but not run here.
+/// Recursion in a jq filter (user or library definitions, `reduce`/`foreach` steps) is bounded
+/// by the mapping itself (a step budget and a stack limit, see `mapping/jq.rs`), so such filters
+/// run here. What one builtin call does is not bounded (`[range(1e18)]`, `"x" * 1e12`, huge
+/// powers or combinations): filters using those are compiled but not run.
 const UNBOUNDED_JQ: &[&str] = &[
-    "def",
-    "recurse",
-    "repeat",
-    "while",
-    "until",
     "range",
-    "..",
-    "limit",
     "*",
     "combinations",
-    "walk",
     "splits",
     "pow",
     "exp",
@@ -34,7 +28,6 @@ const UNBOUNDED_JQ: &[&str] = &[
     "tojson",
     "ltrimstr",
     "getpath",
-    "paths",
     "@",
     "env",
     "input",

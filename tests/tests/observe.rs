@@ -342,6 +342,7 @@ fn a_connector_whose_refresh_token_was_refused_alerts_until_reconnected() {
                 host_id: "test".into(),
                 workers: 1,
                 idle_ms: 50,
+                poll_lease_ms: 60_000,
             },
             Arc::new(|| 1_000),
         );

@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: runs the benchmarks and prints one table (or JSON), each figure with its
-//! target and the machine's core count. The criterion benches (`boundary`), then the `ghl_rate`,
+//! target and the machine's core count. The criterion benches (`boundary`, `mapping`), then the `ghl_rate`,
 //! `backfill` and `webhook_intake` load processes, which write `target/bench/<name>.json`.
 
 use std::process::{Command, Stdio};
@@ -10,6 +10,9 @@ use tether_e2e::{target_dir, workspace_root};
 const RSS_LIMIT_MB: f64 = 100.0;
 /// "Flat": the largest size's peak RSS at most this many times the smallest size's.
 const RSS_FLAT_RATIO: f64 = 1.5;
+/// Records/s a 10-field flow mapping must reach on one core: mapping is pure CPU work between two
+/// API calls, so it must cost a small fraction of the ~1 ms a write takes (20 µs a record at most).
+const MAPPING_TARGET_PER_S: f64 = 50_000.0;
 
 struct Row {
     name: String,
@@ -23,6 +26,11 @@ pub fn run(json: bool) -> Result<(), String> {
     let in_process = mean_ns("plugin_call_1kb", "in_process")?;
     let across = mean_ns("plugin_call_1kb", "across_boundary")?;
     let extra_us = (across - in_process) / 1_000.0;
+    cargo_bench(&["--bench", "mapping", "--", "--noplot"], json)?;
+    let mapping = mapping_row(
+        mean_ns("mapping_10_fields", "apply_batch")?,
+        throughput_elements("mapping_10_fields", "apply_batch")?,
+    );
 
     let ghl_file = load_process("ghl_rate", json)?;
     let ghl = read_json(&ghl_file)?;
@@ -67,6 +75,7 @@ pub fn run(json: bool) -> Result<(), String> {
             target: "0",
             met: Some(throttled == 0),
         },
+        mapping,
     ];
     rows.extend(backfill_rows(&backfill).map_err(|e| format!("{}: {e}", backfill_file.display()))?);
     let intake_file = load_process("webhook_intake", json)?;
@@ -207,6 +216,17 @@ fn backfill_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// The mapping row: records per second from the mean time of a batch of `records`.
+fn mapping_row(batch_ns: f64, records: f64) -> Row {
+    let per_s = if batch_ns > 0.0 { records * 1e9 / batch_ns } else { 0.0 };
+    Row {
+        name: "mapping, 10-field flow mapping (e164, name split, lookup, tag rule)".into(),
+        figure: format!("{per_s:.0} rec/s"),
+        target: "≥ 50000 rec/s",
+        met: Some(per_s >= MAPPING_TARGET_PER_S),
+    }
+}
+
 /// Rows from `webhook_intake.json`: accepted webhooks per second, latency, and the count check
 /// (every accepted webhook queued in the store, every webhook accepted).
 fn intake_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
@@ -285,9 +305,36 @@ fn mean_ns(group: &str, function: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{}: no mean estimate", path.display()))
 }
 
+/// The elements per iteration a criterion bench declared (`Throughput::Elements`).
+fn throughput_elements(group: &str, function: &str) -> Result<f64, String> {
+    let path = target_dir()
+        .join("criterion")
+        .join(group)
+        .join(function)
+        .join("new")
+        .join("benchmark.json");
+    let benchmark = read_json(&path)?;
+    benchmark["throughput"]["Elements"]
+        .as_f64()
+        .ok_or_else(|| format!("{}: no element throughput", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapping_row_turns_a_batch_time_into_records_per_second() {
+        // 100 records in 1 ms: 100,000 records/s, over the target.
+        let row = mapping_row(1_000_000.0, 100.0);
+        assert_eq!(row.figure, "100000 rec/s");
+        assert_eq!(row.met, Some(true));
+        // 100 records in 4 ms: 25,000 records/s, under it.
+        let row = mapping_row(4_000_000.0, 100.0);
+        assert_eq!(row.figure, "25000 rec/s");
+        assert_eq!(row.met, Some(false));
+        assert_eq!(mapping_row(0.0, 100.0).met, Some(false), "no measurement is not a pass");
+    }
 
     #[test]
     fn backfill_rows_judge_writes_memory_and_stopped_runs() {

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! * One poller per flow across every host sharing the store: a poll runs only under the lease
-//!   `poll:<flow>`, renewed at each poll; a host that dies loses it when it expires.
+//!   `poll:<flow>` (max(2 × interval, `poll_lease_ms`)), renewed at each poll and, while a poll
+//!   takes long, during it; a host that dies loses it when it expires.
 //! * A webhook is answered 2xx only after its events are queued durably; an event id is queued
 //!   once per flow however often the sender retries, so a lost answer costs nothing. Webhooks
 //!   arriving together share one transaction (see `group_commit`), and with it one disk sync.
@@ -48,6 +49,8 @@ pub struct SchedulerSettings {
     pub workers: usize,
     /// How often an idle worker looks for rows come due (retries, other hosts' intake).
     pub idle_ms: u64,
+    /// The shortest life of a poll lease: how soon another host takes over a dead host's polling.
+    pub poll_lease_ms: u64,
 }
 
 pub struct Scheduler {
@@ -155,18 +158,40 @@ impl Scheduler {
             if scheduled && sleep_or_stop(wait, &mut stop).await {
                 return;
             }
-            let ttl = i64::try_from((wait * 2).max(Duration::from_secs(60)).as_millis()).unwrap_or(i64::MAX);
+            let ttl = (wait * 2).max(Duration::from_millis(self.settings.poll_lease_ms.max(1)));
+            let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
             match self
                 .store
-                .acquire_lease(&lease, &self.settings.host_id, ttl, (self.clock)())
+                .acquire_lease(&lease, &self.settings.host_id, ttl_ms, (self.clock)())
                 .await
             {
-                Ok(true) => self.poll_once(index).await,
+                Ok(true) => self.poll_leased(index, &lease, ttl).await,
                 Ok(false) => {}
                 Err(error) => tracing::warn!(flow = %flow.name, %error, "cannot take the poll lease"),
             }
             if !scheduled && sleep_or_stop(wait, &mut stop).await {
                 return;
+            }
+        }
+    }
+
+    /// Polls while renewing the lease every third of its life, so a slow poll never lets another
+    /// host poll the same flow meanwhile.
+    async fn poll_leased(&self, index: usize, lease: &str, ttl: Duration) {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let poll = self.poll_once(index);
+        tokio::pin!(poll);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + ttl / 3, ttl / 3);
+        loop {
+            tokio::select! {
+                () = &mut poll => return,
+                _ = renew.tick() => {
+                    match self.store.acquire_lease(lease, &self.settings.host_id, ttl_ms, (self.clock)()).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(%lease, "the poll lease was lost during a poll"),
+                        Err(error) => tracing::warn!(%lease, %error, "cannot renew the poll lease"),
+                    }
+                }
             }
         }
     }

@@ -81,6 +81,10 @@ pub enum Command {
         /// How often an idle worker looks for rows that came due, in milliseconds.
         #[arg(long, default_value_t = 1_000, value_name = "MS")]
         idle_ms: u64,
+        /// The shortest life of a poll lease, in milliseconds: after a host dies, another takes
+        /// over its flows' polling within max(this, 2 × the flow's interval).
+        #[arg(long, default_value_t = 60_000, value_name = "MS")]
+        poll_lease_ms: u64,
     },
     Sync {
         flow: String,
@@ -256,12 +260,14 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
             listen,
             workers,
             idle_ms,
+            poll_lease_ms,
         } => run::run(
             &cli.load_config()?,
             &run::RunArgs {
                 listen: *listen,
                 workers: *workers,
                 idle_ms: *idle_ms,
+                poll_lease_ms: *poll_lease_ms,
             },
         ),
         Command::Sync { flow, json } => sync::run(&cli.load_config()?, flow, *json),

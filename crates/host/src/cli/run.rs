@@ -18,6 +18,7 @@ pub struct RunArgs {
     pub listen: SocketAddr,
     pub workers: usize,
     pub idle_ms: u64,
+    pub poll_lease_ms: u64,
 }
 
 pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
@@ -92,6 +93,7 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
             host_id,
             workers: args.workers,
             idle_ms: args.idle_ms,
+            poll_lease_ms: args.poll_lease_ms,
         },
         Arc::clone(&clock),
     );
