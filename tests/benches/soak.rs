@@ -85,7 +85,8 @@ fn main() -> ExitCode {
 /// What the traffic threads count.
 #[derive(Default)]
 struct Traffic {
-    webhooks_accepted: Mutex<Vec<String>>,
+    /// Sequence number and email of each webhook answered 200.
+    webhooks_accepted: Mutex<Vec<(u64, String)>>,
     webhook_attempts: AtomicU64,
     customers_added: AtomicU64,
     customers_changed: AtomicU64,
@@ -319,21 +320,32 @@ fn run(duration: Duration) -> Result<Value, String> {
 
     // Accepted webhooks → location B.
     let b = contacts_in(&ghl, &ghl.credentials.other_location_id);
-    let accepted: Vec<String> = traffic.webhooks_accepted.lock().map(|w| w.clone()).unwrap_or_default();
+    let accepted: Vec<(u64, String)> = traffic.webhooks_accepted.lock().map(|w| w.clone()).unwrap_or_default();
     let mut per_email: BTreeMap<&str, usize> = BTreeMap::new();
     for contact in &b {
         if let Some(email) = contact["email"].as_str() {
             *per_email.entry(email).or_default() += 1;
         }
     }
-    let webhook_dead = runtime.block_on(count(
-        &pool,
-        "SELECT COUNT(*) FROM outbox WHERE flow = ? AND status = 'dead'",
-        &[WEBHOOK_FLOW],
-    ))?;
-    for email in &accepted {
+    let webhook_dead: BTreeMap<String, String> = runtime
+        .block_on(
+            sqlx::query("SELECT source_id, COALESCE(last_error, '') FROM outbox WHERE flow = ? AND status = 'dead'")
+                .bind(WEBHOOK_FLOW)
+                .fetch_all(&pool),
+        )
+        .map_err(|e| format!("dead letters: {e}"))?
+        .into_iter()
+        .map(|row| (row.get::<String, _>(0), row.get::<String, _>(1)))
+        .collect();
+    for (n, email) in &accepted {
         match per_email.get(email.as_str()).copied().unwrap_or(0) {
             1 => {}
+            0 if webhook_dead
+                .get(&format!("soak-contact-{n}"))
+                .is_some_and(|r| !r.trim().is_empty()) =>
+            {
+                unexpected_dead += 1;
+            }
             0 => {
                 lost += 1;
                 if lost <= 5 {
@@ -375,7 +387,8 @@ fn run(duration: Duration) -> Result<Value, String> {
         "writes": writes,
         "retries": retries,
         "dead_letter_rows": runtime.block_on(count(&pool, "SELECT COUNT(*) FROM outbox WHERE status = 'dead'", &[]))?,
-        "dead_letter_records": dead.len() as i64 + webhook_dead,
+        "dead_letter_records": dead.len() + webhook_dead.len(),
+        "dead_letter_reasons": reasons(dead.values().chain(webhook_dead.values())),
         "dead_letter_records_expected": bad.len(),
         "dead_letter_records_unexpected": unexpected_dead,
         "restarts": restarts,
@@ -535,7 +548,7 @@ fn send_webhooks(url: &str, ghl: &(tether_sandbox::GhlEmulator, String), traffic
                 .send();
             if answer.is_ok_and(|r| r.status() == 200) {
                 if let Ok(mut accepted) = traffic.webhooks_accepted.lock() {
-                    accepted.push(email);
+                    accepted.push((n, email));
                 }
                 break;
             }
@@ -648,6 +661,15 @@ fn contacts_in(ghl: &RunningGhl, location: &str) -> Vec<Value> {
         .filter(|c| c["locationId"] == location)
         .cloned()
         .collect()
+}
+
+/// Dead-letter reasons, each cut to its first 100 characters, with how many records gave it.
+fn reasons<'a>(errors: impl Iterator<Item = &'a String>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for error in errors {
+        *out.entry(error.chars().take(100).collect()).or_default() += 1;
+    }
+    out
 }
 
 async fn count(pool: &sqlx::SqlitePool, sql: &str, binds: &[&str]) -> Result<i64, String> {

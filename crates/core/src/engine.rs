@@ -346,7 +346,7 @@ impl FlowRun<'_> {
                 };
                 let mut events: Vec<NewEvent> = events;
                 match &outcome {
-                    Outcome::Retry { error, .. } => {
+                    Outcome::Retry { error, .. } | Outcome::Throttled { error, .. } => {
                         report.retrying += 1;
                         events.push(self.event(&row.source_id, None, EventKind::Retry, Some(error.clone())));
                     }
@@ -385,10 +385,10 @@ impl FlowRun<'_> {
     }
 
     /// A failure worth trying again, until the attempt limit makes it a dead letter.
-    fn retry_or_dead(&self, row: &Claimed, now: i64, retry_after: Option<u64>, error: String) -> Outcome {
+    fn retry_or_dead(&self, row: &Claimed, now: i64, error: String) -> Outcome {
         if row.attempts < self.retry.max_attempts {
             Outcome::Retry {
-                at_ms: now + self.retry.next_attempt_in(row.attempts, retry_after),
+                at_ms: now + self.retry.next_attempt_in(row.attempts, None),
                 error,
             }
         } else {
@@ -429,7 +429,7 @@ impl FlowRun<'_> {
             ParentState::None => None,
             ParentState::Linked(id) => Some(id),
             ParentState::Missing(why) => return Ok(Outcome::Dead { error: why }),
-            ParentState::Waiting(why) => return Ok(self.retry_or_dead(row, now, None, why)),
+            ParentState::Waiting(why) => return Ok(self.retry_or_dead(row, now, why)),
         };
         if let Some(written) = self.echo_of(&row.record).await? {
             report.echoes += 1;
@@ -517,16 +517,16 @@ impl FlowRun<'_> {
                     self.flow.target_connector, error.message
                 ),
             }),
-            Err(error) if error.kind.is_retryable() => {
-                let retry_after = match error.kind {
-                    ErrorKind::RateLimited { retry_after_ms } => retry_after_ms,
-                    _ => None,
-                };
-                Ok(self.retry_or_dead(row, now, retry_after, error.to_string()))
-            }
-            Err(error) => Ok(Outcome::Dead {
-                error: format!("{error} (after {} attempts)", row.attempts),
-            }),
+            Err(error) => match error.kind {
+                ErrorKind::RateLimited { retry_after_ms } => Ok(Outcome::Throttled {
+                    at_ms: now + self.retry.next_attempt_in(row.attempts, retry_after_ms),
+                    error: error.to_string(),
+                }),
+                _ if error.kind.is_retryable() => Ok(self.retry_or_dead(row, now, error.to_string())),
+                _ => Ok(Outcome::Dead {
+                    error: format!("{error} (after {} attempts)", row.attempts),
+                }),
+            },
         }
     }
 

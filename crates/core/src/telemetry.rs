@@ -58,7 +58,9 @@ pub fn row_finished(flow: &str, outcome: &Outcome, written: usize, unchanged: us
                 metrics::counter!(RECORDS_UNCHANGED, "flow" => flow).increment(unchanged as u64);
             }
         }
-        Outcome::Retry { .. } => metrics::counter!(RECORDS_FAILED, "flow" => flow).increment(1),
+        Outcome::Retry { .. } | Outcome::Throttled { .. } => {
+            metrics::counter!(RECORDS_FAILED, "flow" => flow).increment(1)
+        }
         Outcome::Dead { .. } => metrics::counter!(RECORDS_DEAD, "flow" => flow).increment(1),
         Outcome::Paused { .. } => {}
     }

@@ -222,6 +222,46 @@ async fn an_intake_batch_queues_and_logs_each_webhook() {
     .await;
 }
 
+/// A 429 is not the record's failure: a throttled row waits for its time and its attempt is given
+/// back, however many times the target throttles it.
+#[tokio::test]
+async fn throttled_rows_wait_without_using_their_attempts() {
+    each_store(async |store, dialect| {
+        let flow = unique("throttled");
+        store
+            .enqueue(&flow, &[record("r1", Some("e1"), "x")], None, 1)
+            .await
+            .expect("enqueue");
+        let mut at = 1;
+        for round in 0..12 {
+            let rows = store.claim(&flow, "w", 10, 60_000, at).await.expect("claim");
+            assert_eq!(rows.len(), 1, "{dialect}: round {round}");
+            assert_eq!(
+                rows[0].attempts, 1,
+                "{dialect}: round {round}: the attempt was given back"
+            );
+            let throttled = Outcome::Throttled {
+                at_ms: at + 1_000,
+                error: "HTTP 429".into(),
+            };
+            assert!(store.finish(rows[0].id, "w", &throttled, at).await.expect("finish"));
+            assert!(
+                store
+                    .claim(&flow, "w", 10, 60_000, at + 999)
+                    .await
+                    .expect("claim")
+                    .is_empty(),
+                "{dialect}: not due before its time"
+            );
+            at += 1_000;
+        }
+        let counts = store.flow_counts().await.expect("counts");
+        let mine = counts.iter().find(|c| c.flow == flow).expect("counts");
+        assert_eq!((mine.pending, mine.dead), (1, 0), "{dialect}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn changes_to_one_record_are_delivered_in_order_one_at_a_time() {
     each_store(async |store, dialect| {
@@ -654,6 +694,8 @@ async fn console_queries_follow_links_parents_and_count_todays_events() {
         let ghl = format!("{run}-ghl/contact");
         let ghl_task = format!("{run}-ghl/task");
         let contact_id = format!("c-{run}");
+        // Unique per run: reruns against one PostgreSQL database keep earlier runs' events.
+        let customer_id = format!("42-{run}");
         let deliver = async |flow: &str, source_id: &str, key: LinkKey, link: LinkRow, at: i64| {
             store
                 .enqueue(flow, &[record(source_id, None, "x")], None, at)
@@ -689,10 +731,10 @@ async fn console_queries_follow_links_parents_and_count_todays_events() {
         };
         deliver(
             &contacts,
-            "42",
+            &customer_id,
             LinkKey {
                 source: crm.clone(),
-                source_id: "42".into(),
+                source_id: customer_id.clone(),
                 target: ghl.clone(),
             },
             link(&contact_id, None),
@@ -717,7 +759,7 @@ async fn console_queries_follow_links_parents_and_count_todays_events() {
         assert_eq!(edges.len(), 1, "{dialect}");
         assert_eq!(
             (edges[0].source.as_str(), edges[0].source_id.as_str()),
-            (crm.as_str(), "42")
+            (crm.as_str(), customer_id.as_str())
         );
         assert!(store.links_touching(&crm, &contact_id).await.expect("links").is_empty());
         assert_eq!(
@@ -729,7 +771,7 @@ async fn console_queries_follow_links_parents_and_count_todays_events() {
         assert_eq!(children.len(), 1, "{dialect}");
         assert_eq!(children[0].target, ghl_task);
         // Events by either side's id.
-        assert_eq!(store.events_of_record("42", 10).await.expect("events").len(), 1);
+        assert_eq!(store.events_of_record(&customer_id, 10).await.expect("events").len(), 1);
         assert_eq!(store.events_of_record(&contact_id, 10).await.expect("events").len(), 1);
         // Counted since a time: the contact's write at 1 000 is before, the task's at 5 000 after.
         let counts = store.event_counts_since(2_000).await.expect("counts");

@@ -40,6 +40,13 @@ pub enum Outcome {
     Dead {
         error: String,
     },
+    /// The target asked to slow down (a 429): the row waits, due again at `at_ms`, and the
+    /// attempt does not count, because a rate limit says nothing about the record. A burst of
+    /// 429s never turns records into dead letters.
+    Throttled {
+        at_ms: i64,
+        error: String,
+    },
     /// The target cannot be used until the user acts (its credentials were refused): the row
     /// waits, due again at `at_ms`, and the attempt does not count.
     Paused {
@@ -304,7 +311,9 @@ impl Store {
             Outcome::Delivered { .. } => ("done", None, None, 0_i64),
             Outcome::Retry { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str()), 0),
             Outcome::Dead { error } => ("dead", None, Some(error.as_str()), 0),
-            Outcome::Paused { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str()), 1),
+            Outcome::Throttled { at_ms, error } | Outcome::Paused { at_ms, error } => {
+                ("pending", Some(*at_ms), Some(error.as_str()), 1)
+            }
         };
         let ours = dialect!(self, |pool, sql| {
             let mut tx = pool.begin().await?;
