@@ -238,7 +238,15 @@ fn in_chromium_the_dashboard_shows_synced_contacts_a_record_history_and_replays_
     let replay = browser.all("button.replay");
     assert_eq!(replay.len(), 1);
     browser.click(&replay[0]);
-    assert!(browser.texts("#done").iter().any(|t| t.starts_with("Replayed")));
+    // The form's POST answers with a redirect; the click may return before that page has loaded.
+    assert!(
+        eventually(Duration::from_secs(10), || browser
+            .texts("#done")
+            .iter()
+            .any(|t| t.starts_with("Replayed"))),
+        "the replay was not confirmed: {:?}",
+        browser.texts("#done")
+    );
     assert!(
         eventually(Duration::from_secs(30), || rig
             .contacts()
