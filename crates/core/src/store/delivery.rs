@@ -119,6 +119,33 @@ const INSERT_OUTBOX: &str =
      VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) \
      ON CONFLICT (flow, event_id) WHERE event_id IS NOT NULL DO NOTHING";
 
+/// Inserts `$records` (with their JSON, `$encoded`) as queue rows of `$flow` inside transaction
+/// `$tx`; evaluates to the [`Queued`] counts. A macro: the transaction's type differs per dialect.
+macro_rules! insert_outbox_rows {
+    ($tx:ident, $sql:ident, $flow:expr, $records:expr, $encoded:expr, $now_ms:expr) => {{
+        let mut queued = Queued::default();
+        for (record, json) in $records.iter().zip($encoded) {
+            let inserted = sqlx::query(&$sql(INSERT_OUTBOX))
+                .bind($flow)
+                .bind(&record.id)
+                .bind(record.event.as_ref().map(|e| e.id.as_str()))
+                .bind(json)
+                .bind($now_ms)
+                .bind($now_ms)
+                .bind($now_ms)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+            if inserted == 1 {
+                queued.inserted += 1;
+            } else {
+                queued.duplicates += 1;
+            }
+        }
+        queued
+    }};
+}
+
 /// One webhook's share of a group commit (see [`Store::commit_intake`]): the records it queues,
 /// per flow, and its webhook-log line, whose `queued` the store fills in.
 #[derive(Clone, Debug)]
@@ -149,26 +176,7 @@ impl Store {
             for (write, encoded) in writes.iter().zip(&encoded) {
                 let mut per_flow = Vec::with_capacity(write.queue.len());
                 for ((flow, records), encoded) in write.queue.iter().zip(encoded) {
-                    let mut queued = Queued::default();
-                    for (record, json) in records.iter().zip(encoded) {
-                        let inserted = sqlx::query(&sql(INSERT_OUTBOX))
-                            .bind(flow)
-                            .bind(&record.id)
-                            .bind(record.event.as_ref().map(|e| e.id.as_str()))
-                            .bind(json)
-                            .bind(now_ms)
-                            .bind(now_ms)
-                            .bind(now_ms)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        if inserted == 1 {
-                            queued.inserted += 1;
-                        } else {
-                            queued.duplicates += 1;
-                        }
-                    }
-                    per_flow.push(queued);
+                    per_flow.push(insert_outbox_rows!(tx, sql, flow, records, encoded, now_ms));
                 }
                 let rows: usize = per_flow.iter().map(|q| q.inserted).sum();
                 let log = WebhookLogRow {
@@ -194,28 +202,10 @@ impl Store {
         cursor: Option<&str>,
         now_ms: i64,
     ) -> Result<Queued, StoreError> {
-        let mut queued = Queued::default();
         let encoded = encode_records(records)?;
-        dialect!(self, |pool, sql| {
+        let queued = dialect!(self, |pool, sql| {
             let mut tx = pool.begin().await?;
-            for (record, json) in records.iter().zip(&encoded) {
-                let inserted = sqlx::query(&sql(INSERT_OUTBOX))
-                    .bind(flow)
-                    .bind(&record.id)
-                    .bind(record.event.as_ref().map(|e| e.id.as_str()))
-                    .bind(json)
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 1 {
-                    queued.inserted += 1;
-                } else {
-                    queued.duplicates += 1;
-                }
-            }
+            let queued = insert_outbox_rows!(tx, sql, flow, records, &encoded, now_ms);
             if let Some(cursor) = cursor {
                 sqlx::query(&sql(
                     "INSERT INTO cursors (flow, cursor, updated_at) VALUES (?, ?, ?) \
@@ -228,6 +218,7 @@ impl Store {
                 .await?;
             }
             tx.commit().await?;
+            queued
         });
         Ok(queued)
     }
