@@ -517,6 +517,60 @@ impl SyncRig {
         SyncRig { ghl, dir }
     }
 
+    /// Sets what GHL-task flows need (AroFlo's task defaults, GHL's webhook key); returns the
+    /// config's path.
+    fn for_ghl_tasks(&self, rig: &Rig) -> PathBuf {
+        let config = self.dir.path().join("tether.toml");
+        let (org, task_type) = rig.aroflo.emulator.task_defaults();
+        let text = std::fs::read_to_string(&config).expect("config").replace(
+            "[connectors.aroflo.config]\n",
+            &format!(
+                "[connectors.aroflo.config]\ndefault_org_id = \"{org}\"\ndefault_task_type_id = \"{task_type}\"\n"
+            ),
+        );
+        let text = text.replace(
+            "[connectors.ghl.config]\n",
+            &format!(
+                "[connectors.ghl.config]\nwebhook_public_key = \"{}\"\n",
+                self.ghl.webhook_public_key.base64
+            ),
+        );
+        std::fs::write(&config, text).expect("config");
+        config
+    }
+
+    /// Syncs aroflo-clients, then names a GHL contact it wrote and the AroFlo client it came
+    /// from: (contact id, client id).
+    fn linked_client(&self, rig: &Rig) -> (String, String) {
+        let (code, report, stderr) = self.run("aroflo-clients");
+        assert_eq!(code, Some(0), "{report}\n{stderr}");
+        let contact = self
+            .contacts()
+            .into_iter()
+            .find(|c| c["email"].is_string())
+            .expect("a synced contact");
+        let email = contact["email"].as_str().unwrap_or_default().to_lowercase();
+        let client_id = rig.aroflo.emulator.state()["clients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["email"].as_str().is_some_and(|e| e.to_lowercase() == email))
+            .and_then(|c| c["clientid"].as_str().map(str::to_owned))
+            .expect("the contact's client");
+        (contact["id"].as_str().expect("id").to_owned(), client_id)
+    }
+
+    /// A call to the GHL emulator's API as a user's app would make it; its JSON answer.
+    fn ghl_call(&self, rig: &Rig, method: reqwest::Method, path: &str, body: Value) -> Value {
+        support::ghl_flow::api_call(&rig.host.runtime, &self.ghl, method, path, body)
+    }
+
+    /// The state store the rig's `tether` runs keep.
+    async fn store(&self) -> tether_core::store::Store {
+        let url = format!("sqlite://{}", self.dir.path().join("state.sqlite").display());
+        tether_core::store::Store::open(&url).await.expect("store")
+    }
+
     /// `tether sync FLOW --json`: exit code, report, stderr.
     fn run(&self, flow: &str) -> (Option<i32>, Value, String) {
         let config = self.dir.path().join("tether.toml");
@@ -639,62 +693,19 @@ fn ghl_tasks_by_webhook_become_aroflo_tasks_on_the_linked_client() {
     use support::host_process::{eventually, RunningHost};
     let rig = rig(4);
     let sync = SyncRig::new(&rig, &["aroflo-clients", "aroflo-tasks"]);
-    let config = sync.dir.path().join("tether.toml");
-    let (org, task_type) = rig.aroflo.emulator.task_defaults();
-    let text = std::fs::read_to_string(&config).expect("config").replace(
-        "[connectors.aroflo.config]\n",
-        &format!("[connectors.aroflo.config]\ndefault_org_id = \"{org}\"\ndefault_task_type_id = \"{task_type}\"\n"),
-    );
-    let text = text.replace(
-        "[connectors.ghl.config]\n",
-        &format!(
-            "[connectors.ghl.config]\nwebhook_public_key = \"{}\"\n",
-            sync.ghl.webhook_public_key.base64
-        ),
-    );
-    std::fs::write(&config, text).expect("config");
-    let (code, report, stderr) = sync.run("aroflo-clients");
-    assert_eq!(code, Some(0), "{report}\n{stderr}");
-    let contact = sync
-        .contacts()
-        .into_iter()
-        .find(|c| c["email"].is_string())
-        .expect("a synced contact");
-    let email = contact["email"].as_str().unwrap_or_default().to_lowercase();
-    let client_id = rig.aroflo.emulator.state()["clients"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["email"].as_str().is_some_and(|e| e.to_lowercase() == email))
-        .and_then(|c| c["clientid"].as_str().map(str::to_owned))
-        .expect("the contact's client");
+    let config = sync.for_ghl_tasks(&rig);
+    let (contact_id, client_id) = sync.linked_client(&rig);
 
     let host = RunningHost::start(&config, &["--idle-ms", "50"]);
     sync.ghl.emulator.register_webhook(host.webhook_url("ghl"));
-    let contact_id = contact["id"].as_str().expect("id").to_owned();
-    let created: Value = rig.host.runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/contacts/{contact_id}/tasks", sync.ghl.base_url()))
-            .bearer_auth(&sync.ghl.credentials.pit)
-            .header("Version", "2021-07-28")
-            .json(&json!({"title": "Quote hot water system", "dueDate": "2026-12-01T00:00:00Z", "completed": false}))
-            .send()
-            .await
-            .expect("POST task")
-            .json()
-            .await
-            .expect("JSON")
-    });
+    let created = sync.ghl_call(
+        &rig,
+        reqwest::Method::POST,
+        &format!("/contacts/{contact_id}/tasks"),
+        json!({"title": "Quote hot water system", "dueDate": "2026-12-01T00:00:00Z", "completed": false}),
+    );
     let task_id = created["task"]["id"].as_str().expect("task id").to_owned();
-    let tasks_named = |name: &str| -> Vec<Value> {
-        rig.aroflo.emulator.state()["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["taskname"] == name)
-            .cloned()
-            .collect()
-    };
+    let tasks_named = |name: &str| aroflo_tasks_named(&rig, name);
     assert!(
         eventually(std::time::Duration::from_secs(20), || tasks_named(
             "Quote hot water system"
@@ -708,21 +719,12 @@ fn ghl_tasks_by_webhook_become_aroflo_tasks_on_the_linked_client() {
         client_id.as_str()
     );
 
-    rig.host.runtime.block_on(async {
-        let status = reqwest::Client::new()
-            .put(format!(
-                "{}/contacts/{contact_id}/tasks/{task_id}/completed",
-                sync.ghl.base_url()
-            ))
-            .bearer_auth(&sync.ghl.credentials.pit)
-            .header("Version", "2021-07-28")
-            .json(&json!({"completed": true}))
-            .send()
-            .await
-            .expect("PUT completed")
-            .status();
-        assert!(status.is_success(), "{status}");
-    });
+    sync.ghl_call(
+        &rig,
+        reqwest::Method::PUT,
+        &format!("/contacts/{contact_id}/tasks/{task_id}/completed"),
+        json!({"completed": true}),
+    );
     assert!(
         eventually(std::time::Duration::from_secs(20), || tasks_named(
             "Quote hot water system"
@@ -740,6 +742,203 @@ fn ghl_tasks_by_webhook_become_aroflo_tasks_on_the_linked_client() {
     );
 }
 
+/// The events of `flow` of one kind, newest first, from the rig's store.
+fn runtime_events(
+    rig: &Rig,
+    sync: &SyncRig,
+    flow: &str,
+    kind: tether_core::store::EventKind,
+) -> Vec<tether_core::store::EventRow> {
+    rig.host.runtime.block_on(async {
+        sync.store()
+            .await
+            .events(Some(flow), Some(kind), 1_000)
+            .await
+            .expect("events")
+    })
+}
+
+/// AroFlo's job tasks called `name`.
+fn aroflo_tasks_named(rig: &Rig, name: &str) -> Vec<Value> {
+    rig.aroflo.emulator.state()["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["taskname"] == name)
+        .cloned()
+        .collect()
+}
+
+/// Flow 2's repair poll: GHL's webhooks never reach the host (lost), yet a task made and then
+/// completed in GHL reaches AroFlo, by the poll sweeping the tasks of each linked contact. The
+/// sweeps queue only what changed, and a later webhook for a change the sweep also sees writes
+/// the task once.
+#[test]
+fn a_ghl_task_whose_webhook_was_lost_reaches_aroflo_by_the_repair_poll() {
+    use support::host_process::{eventually, RunningHost};
+    let rig = rig(4);
+    let sync = SyncRig::new(&rig, &["aroflo-clients", "aroflo-tasks"]);
+    let config = sync.for_ghl_tasks(&rig);
+    let flow = sync.dir.path().join("flows/aroflo-tasks.toml");
+    let text = std::fs::read_to_string(&flow).expect("flow");
+    assert!(text.contains("\nevery = \"15m\"\n"), "shipped with a repair poll");
+    std::fs::write(&flow, text.replace("\nevery = \"15m\"\n", "\nevery = \"1s\"\n")).expect("flow");
+    let (contact_id, client_id) = sync.linked_client(&rig);
+
+    // No webhook is registered: every GHL webhook is lost.
+    let host = RunningHost::start(&config, &["--idle-ms", "50"]);
+    let title = "Replace relief valve";
+    let created = sync.ghl_call(
+        &rig,
+        reqwest::Method::POST,
+        &format!("/contacts/{contact_id}/tasks"),
+        json!({"title": title, "dueDate": "2026-12-03T00:00:00Z", "completed": false}),
+    );
+    let task_id = created["task"]["id"].as_str().expect("task id").to_owned();
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || aroflo_tasks_named(&rig, title)
+            .len()
+            == 1),
+        "the repair poll brings the task to AroFlo: {:?}",
+        aroflo_tasks_named(&rig, title)
+    );
+    assert_eq!(aroflo_tasks_named(&rig, title)[0]["client_id"], client_id.as_str());
+    sync.ghl_call(
+        &rig,
+        reqwest::Method::PUT,
+        &format!("/contacts/{contact_id}/tasks/{task_id}/completed"),
+        json!({"completed": true}),
+    );
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || aroflo_tasks_named(&rig, title)
+            .first()
+            .is_some_and(|t| t["status"] == "completed")),
+        "its completion follows by the poll too: {:?}",
+        aroflo_tasks_named(&rig, title)
+    );
+    // Sweeps go on every second; with nothing changed they queue nothing.
+    let rows = || -> i64 {
+        rig.host.runtime.block_on(async {
+            let store = sync.store().await;
+            store
+                .flow_counts()
+                .await
+                .expect("counts")
+                .into_iter()
+                .find(|c| c.flow == "aroflo-tasks")
+                .map_or(0, |c| c.pending + c.done + c.dead)
+        })
+    };
+    let settled = rows();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(rows(), settled, "sweeps of unchanged tasks queue no rows");
+
+    // GHL sends no webhook for a task's edit: only the poll sees it. AroFlo keeps 50 characters
+    // of a task name, and write verification says so.
+    let long_title = "Replace relief valve, then test the tempering valve at the unit";
+    let retitled = &long_title[..50];
+    sync.ghl_call(
+        &rig,
+        reqwest::Method::PUT,
+        &format!("/contacts/{contact_id}/tasks/{task_id}"),
+        json!({"title": long_title}),
+    );
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || aroflo_tasks_named(
+            &rig, retitled
+        )
+        .len()
+            == 1),
+        "the retitled task reaches AroFlo: {:?}",
+        rig.aroflo.emulator.state()["tasks"]
+    );
+    assert!(aroflo_tasks_named(&rig, title).is_empty(), "the same task, retitled");
+    let warnings = runtime_events(&rig, &sync, "aroflo-tasks", tether_core::store::EventKind::Warning);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.detail.as_deref().is_some_and(|d| d.contains(&format!(
+                "kept field `taskname` as \"{retitled}\", not the \"{long_title}\" sent"
+            )))),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings.len(), 1, "no other field is judged lost: {warnings:?}");
+
+    // Webhooks come back: a new task arrives by its webhook and by the sweep, written once.
+    sync.ghl.emulator.register_webhook(host.webhook_url("ghl"));
+    let second = "Inspect hot water unit";
+    sync.ghl_call(
+        &rig,
+        reqwest::Method::POST,
+        &format!("/contacts/{contact_id}/tasks"),
+        json!({"title": second, "dueDate": "2026-12-04T00:00:00Z", "completed": false}),
+    );
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || aroflo_tasks_named(&rig, second)
+            .len()
+            == 1),
+        "the second task reaches AroFlo"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(host.stop(), Some(0));
+    assert!(
+        sync.ghl
+            .emulator
+            .webhook_events()
+            .iter()
+            .any(|e| e["type"] == "TaskCreate" && e["title"] == second),
+        "the second task was announced by webhook"
+    );
+    assert_eq!(aroflo_tasks_named(&rig, retitled).len(), 1, "never duplicated");
+    assert_eq!(
+        aroflo_tasks_named(&rig, second).len(),
+        1,
+        "webhook and sweep write it once"
+    );
+    let (code, status, stderr) = {
+        let output = Command::new(tether_bin())
+            .args(["--config", &config.display().to_string(), "status", "--json"])
+            .output()
+            .expect("tether status");
+        (
+            output.status.code(),
+            serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "{stderr}");
+    let flow = status["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["flow"] == "aroflo-tasks")
+        .cloned()
+        .expect("aroflo-tasks in status");
+    assert_eq!(flow["dead_letters"], 0, "{flow}");
+    assert_eq!(flow["queued"], 0, "{flow}");
+    // A dry run sweeps the same way: both tasks, linked, with nothing to write.
+    let output = Command::new(tether_bin())
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "dry-run",
+            "aroflo-tasks",
+            "--json",
+        ])
+        .output()
+        .expect("tether dry-run");
+    let planned: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("dry-run JSON; stderr: {}", String::from_utf8_lossy(&output.stderr)));
+    let writes = planned["writes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(writes.len(), 2, "{planned}");
+    assert!(
+        writes
+            .iter()
+            .all(|w| w["unchanged"] == true && w["target_id"].is_string() && w["action"] == "task.update"),
+        "{planned}"
+    );
+}
+
 /// Issue 6: the AroFlo → GHL task path and its echo. The optional aroflo-notes-tasks ships
 /// disabled, and `tether run` leaves it out; switched on, it writes a follow-up task into GHL for
 /// each AroFlo client note. GHL then sends a signed TaskCreate webhook for each of those tasks to
@@ -751,20 +950,7 @@ fn aroflo_notes_written_into_ghl_as_tasks_do_not_come_back_into_aroflo() {
     use tether_core::store::{EventKind, Store};
     let rig = rig(6);
     let sync = SyncRig::new(&rig, &["aroflo-clients", "aroflo-notes-tasks", "aroflo-tasks"]);
-    let config = sync.dir.path().join("tether.toml");
-    let (org, task_type) = rig.aroflo.emulator.task_defaults();
-    let text = std::fs::read_to_string(&config).expect("config").replace(
-        "[connectors.aroflo.config]\n",
-        &format!("[connectors.aroflo.config]\ndefault_org_id = \"{org}\"\ndefault_task_type_id = \"{task_type}\"\n"),
-    );
-    let text = text.replace(
-        "[connectors.ghl.config]\n",
-        &format!(
-            "[connectors.ghl.config]\nwebhook_public_key = \"{}\"\n",
-            sync.ghl.webhook_public_key.base64
-        ),
-    );
-    std::fs::write(&config, text).expect("config");
+    let config = sync.for_ghl_tasks(&rig);
     let (code, report, stderr) = sync.run("aroflo-clients");
     assert_eq!(code, Some(0), "{report}\n{stderr}");
     let state = format!("sqlite://{}", sync.dir.path().join("state.sqlite").display());

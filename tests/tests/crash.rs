@@ -1,5 +1,5 @@
 //! Crash safety: `tether sync`, then `tether backfill`, killed with SIGKILL at pseudo-random
-//! moments, ten times each, while about 2,000 contacts move between two GHL emulator locations,
+//! points of their progress, ten times each, while about 2,000 contacts move between two GHL emulator locations,
 //! then run to the end. Every contact must arrive exactly once: nothing lost, nothing duplicated.
 
 use std::process::{Command, Stdio};
@@ -63,8 +63,12 @@ fn killed_ten_times_then_finished(seed: u64, command: &[&str]) {
         state ^= state << 17;
         state
     };
+    // Kill moments follow progress, not the clock, so they land mid-run however fast delivery
+    // is: the first while the source is still being read, each later one at a random count
+    // within its own tenth of the run.
+    let share = source.len() as u64 / 11;
     let mut delivered_before_kill = Vec::new();
-    for _ in 0..10 {
+    for kill in 0..10u64 {
         let mut child = Command::new(tether_bin())
             .args(["--config", &config.display().to_string()])
             .args(command)
@@ -72,7 +76,18 @@ fn killed_ten_times_then_finished(seed: u64, command: &[&str]) {
             .stderr(Stdio::null())
             .spawn()
             .expect("start sync");
-        std::thread::sleep(Duration::from_millis(100 + next() % 1_400));
+        if kill == 0 {
+            std::thread::sleep(Duration::from_millis(50 + next() % 250));
+        } else {
+            let kill_at = (kill * share + next() % share) as usize;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while contacts_of(&ghl, &b).len() - before_b < kill_at
+                && std::time::Instant::now() < deadline
+                && child.try_wait().ok().flatten().is_none()
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         child.kill().expect("SIGKILL");
         let _ = child.wait();
         delivered_before_kill.push(contacts_of(&ghl, &b).len() - before_b);

@@ -979,21 +979,28 @@ fn a_task_completed_in_ghl_completes_its_mloflo_task_and_the_echo_is_not_written
     // Completed in GHL: the emulator sends its signed TaskComplete webhook to `tether run`.
     let host = RunningHost::start(&config, &["--idle-ms", "50"]);
     ghl.emulator.register_webhook(host.webhook_url("ghl"));
-    runtime.block_on(async {
-        let status = reqwest::Client::new()
-            .put(format!(
-                "{}/contacts/{contact}/tasks/{ghl_task}/completed",
-                ghl.base_url()
-            ))
-            .bearer_auth(&ghl.credentials.pit)
-            .header("Version", "2021-07-28")
-            .json(&json!({"completed": true}))
-            .send()
-            .await
-            .expect("PUT completed")
-            .status();
-        assert!(status.is_success(), "{status}");
-    });
+    let mlo_tasks = mlo.emulator.state()["tasks"].as_array().map_or(0, Vec::len);
+    let ghl_call = |method: reqwest::Method, path: String, body: Value| -> Value {
+        support::ghl_flow::api_call(&runtime, &ghl, method, &path, body)
+    };
+    // A task the user makes in GHL, and completes: it never came from MLOFLO, so
+    // mloflo-tasks-back has nothing to update and skips it (no dead letter).
+    let own = ghl_call(
+        reqwest::Method::POST,
+        format!("/contacts/{contact}/tasks"),
+        json!({"title": "Call about rate lock", "dueDate": "2030-01-01T00:00:00Z", "completed": false}),
+    );
+    let own_id = own["task"]["id"].as_str().expect("new GHL task id").to_owned();
+    ghl_call(
+        reqwest::Method::PUT,
+        format!("/contacts/{contact}/tasks/{own_id}/completed"),
+        json!({"completed": true}),
+    );
+    ghl_call(
+        reqwest::Method::PUT,
+        format!("/contacts/{contact}/tasks/{ghl_task}/completed"),
+        json!({"completed": true}),
+    );
     let completed = eventually(Duration::from_secs(20), || mlo_task(&open_id)["status"] == "completed");
     if !completed {
         host.stop();
@@ -1018,7 +1025,56 @@ fn a_task_completed_in_ghl_completes_its_mloflo_task_and_the_echo_is_not_written
             .any(|e| e["type"] == "TaskComplete" && e["id"] == ghl_task.as_str()),
         "the change arrived as GHL's TaskComplete webhook: {delivered:?}"
     );
+    let state = format!("sqlite://{}", dir.path().join("state.sqlite").display());
+    let skipped_own = || {
+        runtime.block_on(async {
+            let store = tether_core::store::Store::open(&state).await.expect("store");
+            store
+                .events(
+                    Some("mloflo-tasks-back"),
+                    Some(tether_core::store::EventKind::Skipped),
+                    100,
+                )
+                .await
+                .expect("events")
+                .into_iter()
+                .filter(|e| e.source_id == own_id)
+                .collect::<Vec<_>>()
+        })
+    };
+    // Its TaskCreate and its TaskComplete.
+    assert!(
+        eventually(Duration::from_secs(20), || skipped_own().len() == 2),
+        "the user's own GHL task is skipped twice: {:?}",
+        skipped_own()
+    );
+    assert!(
+        skipped_own()[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("linked to none")),
+        "the skip says why: {:?}",
+        skipped_own()
+    );
     assert_eq!(host.stop(), Some(0));
+    let (code, status, stderr) = tether(&config, &["status", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let back = status["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["flow"] == "mloflo-tasks-back")
+        .cloned()
+        .expect("mloflo-tasks-back in status");
+    assert_eq!(
+        back["dead_letters"], 0,
+        "nothing to update is not a dead letter: {back}"
+    );
+    assert_eq!(
+        mlo.emulator.state()["tasks"].as_array().map_or(0, Vec::len),
+        mlo_tasks,
+        "no MLOFLO task was created"
+    );
     assert_eq!(mlo_task(&open_id)["title"], title.as_str(), "the title is kept");
 
     // MLOFLO now reports the task changed; mloflo-tasks reads it and knows its own write.
@@ -1038,7 +1094,7 @@ fn a_task_completed_in_ghl_completes_its_mloflo_task_and_the_echo_is_not_written
     assert_eq!(copy[0]["completed"], true);
     assert_eq!(
         ghl.emulator.state()["tasks"].as_array().map_or(0, Vec::len),
-        tasks_in_ghl,
-        "no task was created in GHL"
+        tasks_in_ghl + 1,
+        "no task was created in GHL but the user's own"
     );
 }

@@ -92,6 +92,10 @@ pub struct StreamDef {
     /// The stream whose records own these (tasks and notes follow their contact).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// Read one parent at a time: a read needs `ReadRequest::parent_id` (GHL lists one
+    /// contact's tasks, never a location's). Absent in older manifests: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_parent: bool,
 }
 
 impl StreamDef {
@@ -102,6 +106,7 @@ impl StreamDef {
             triggers: triggers.to_vec(),
             fields: Vec::new(),
             parent: None,
+            per_parent: false,
         }
     }
 
@@ -112,6 +117,12 @@ impl StreamDef {
 
     pub fn child_of(mut self, parent: &str) -> Self {
         self.parent = Some(parent.into());
+        self
+    }
+
+    /// Readable only per parent record: see [`StreamDef::per_parent`].
+    pub fn read_per_parent(mut self) -> Self {
+        self.per_parent = true;
         self
     }
 }

@@ -20,7 +20,7 @@ use tether_abi::{
 };
 
 use crate::flow::{ConflictPolicy, Flow, Relations};
-use crate::store::{Claimed, EventKind, LinkKey, LinkRow, NewEvent, Outcome, Store, StoreError};
+use crate::store::{Claimed, EventKind, LinkKey, LinkRow, LinkSide, NewEvent, Outcome, Store, StoreError};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +120,8 @@ pub struct PlannedWrite {
     pub error: Option<String>,
     /// Mapped to exactly what was last written: no call would be made.
     pub unchanged: bool,
+    /// Why no call would be made although the record maps: nothing linked to update.
+    pub skipped: Option<String>,
 }
 
 /// A flow with its opened source; the target is given to [`FlowRun::deliver`], the only step
@@ -137,6 +139,8 @@ pub struct FlowRun<'a> {
 }
 
 const PAGE: u32 = 100;
+/// Parent ids a sweep takes from the store at a time.
+const PARENTS_PER_QUERY: i64 = 200;
 const CLAIM_BATCH: i64 = 50;
 /// How long a flow whose target refused its credentials waits before trying a row again.
 const PAUSE_MS: i64 = 5 * 60_000;
@@ -144,11 +148,22 @@ const PAUSE_MS: i64 = 5 * 60_000;
 impl FlowRun<'_> {
     /// Reads one page of the source stream on the blocking pool.
     async fn read_page(&self, position: ReadPosition, limit: u32) -> Result<Page, EngineError> {
+        self.read_page_of(None, position, limit).await
+    }
+
+    /// Reads one page of the source stream, of one parent record when the stream is listed per
+    /// parent.
+    async fn read_page_of(
+        &self,
+        parent_id: Option<String>,
+        position: ReadPosition,
+        limit: u32,
+    ) -> Result<Page, EngineError> {
         let request = ReadRequest {
             stream: self.flow.stream.clone(),
             position,
             limit: Some(limit),
-            parent_id: None,
+            parent_id,
         };
         let source = Arc::clone(&self.source);
         blocking(move || source.read(request))
@@ -159,8 +174,12 @@ impl FlowRun<'_> {
             })
     }
 
-    /// Reads the source from the stored cursor until it has nothing more, queuing each page.
+    /// Reads the source from the stored cursor until it has nothing more, queuing each page; a
+    /// stream listed per parent is swept instead.
     pub async fn poll(&self, report: &mut SyncReport) -> Result<(), EngineError> {
+        if self.flow.sweeps_parents {
+            return self.sweep(report).await;
+        }
         loop {
             let cursor = self.store.cursor(&self.flow.name).await?;
             let page = self.read_page(ReadPosition::Cursor { cursor }, PAGE).await?;
@@ -175,6 +194,76 @@ impl FlowRun<'_> {
             if !page.has_more || page.records.is_empty() {
                 return Ok(());
             }
+        }
+    }
+
+    /// A poll of a stream listed one parent at a time (GHL tasks of a contact): every parent the
+    /// `[parent]` flow linked is read whole, and a record whose content differs from its latest
+    /// queued row is queued. This is what catches a change whose webhook was lost, or for which
+    /// the source sends none (GHL has no webhook for an edited task).
+    async fn sweep(&self, report: &mut SyncReport) -> Result<(), EngineError> {
+        let mut walk = ParentWalk::default();
+        while let Some(page) = self.next_parent_page(&mut walk).await? {
+            report.read += page.records.len();
+            let queued = self
+                .store
+                .enqueue_changed(&self.flow.name, &page.records, (self.clock)())
+                .await?;
+            // Counted as read once queued: a sweep's re-read of an unchanged record is not news.
+            telemetry::records_read(&self.flow.name, queued.inserted);
+            report.queued += queued.inserted;
+            report.duplicates += queued.duplicates;
+        }
+        Ok(())
+    }
+
+    /// The next page of a walk over every parent the `[parent]` flow linked, in id order; `None`
+    /// once all are read. A parent gone from the source (`not_found`) has no children left to
+    /// read; any other failure ends the walk, to be tried again at the next poll.
+    async fn next_parent_page(&self, walk: &mut ParentWalk) -> Result<Option<Page>, EngineError> {
+        // Flow loading refuses a sweep without `[parent]`.
+        let Some(parent) = &self.relations.parent else {
+            return Ok(None);
+        };
+        loop {
+            if let Some((parent_id, cursor)) = walk.reading.take() {
+                let position = ReadPosition::Cursor { cursor };
+                match self.read_page_of(Some(parent_id.clone()), position, PAGE).await {
+                    Err(EngineError::Source { error, .. }) if error.kind == ErrorKind::NotFound => continue,
+                    Err(error) => return Err(error),
+                    Ok(page) => {
+                        if page.has_more && !page.records.is_empty() && page.next.is_some() {
+                            walk.reading = Some((parent_id, page.next.clone()));
+                        }
+                        return Ok(Some(page));
+                    }
+                }
+            }
+            if let Some(parent_id) = walk.queued.pop() {
+                walk.reading = Some((parent_id, None));
+                continue;
+            }
+            if walk.exhausted {
+                return Ok(None);
+            }
+            let side = if parent.reverse {
+                LinkSide::Target
+            } else {
+                LinkSide::Source
+            };
+            let ids = self
+                .store
+                .linked_ids(
+                    (&parent.source, &parent.target),
+                    side,
+                    walk.after.as_deref(),
+                    PARENTS_PER_QUERY,
+                )
+                .await?;
+            walk.exhausted = ids.is_empty();
+            walk.after = ids.last().cloned().or(walk.after.take());
+            // Popped from the end: reversed to read in id order.
+            walk.queued = ids.into_iter().rev().collect();
         }
     }
 
@@ -259,42 +348,77 @@ impl FlowRun<'_> {
     /// Reads up to `limit` records from the stored cursor and maps them as delivery would,
     /// writing nothing: no target call, no queue row, no cursor move.
     pub async fn dry_run(&self, limit: usize) -> Result<Vec<PlannedWrite>, EngineError> {
-        let mut cursor = self.store.cursor(&self.flow.name).await?;
-        let mut planned = Vec::new();
-        while planned.len() < limit {
-            let wanted = PAGE.min(u32::try_from(limit - planned.len()).unwrap_or(PAGE));
-            let page = self
-                .read_page(ReadPosition::Cursor { cursor: cursor.clone() }, wanted)
-                .await?;
-            let now = rfc3339((self.clock)());
-            for record in page.records.iter().take(limit - planned.len()) {
-                let key = self.link_key(&record.id);
-                let link = self.store.link(&key).await?;
-                let input = self.flow.mapping.apply(record, &now).map_err(|e| e.to_string());
-                let unchanged = match (&input, &link) {
-                    (Ok(input), Some(link)) => link.written_hash.as_deref() == Some(content_hash(input).as_str()),
-                    _ => false,
+        let mut records = Vec::new();
+        if self.flow.sweeps_parents {
+            let mut walk = ParentWalk::default();
+            while records.len() < limit {
+                let Some(page) = self.next_parent_page(&mut walk).await? else {
+                    break;
                 };
-                let (input, error) = match input {
-                    Ok(input) => (Some(input), None),
-                    Err(error) => (None, Some(error)),
-                };
-                let action = self.flow.action_for(link.is_some()).to_owned();
-                planned.push(PlannedWrite {
-                    source_id: record.id.clone(),
-                    action,
-                    target_id: link.map(|l| l.target_id),
-                    input,
-                    error,
-                    unchanged,
-                });
+                records.extend(page.records.into_iter().take(limit - records.len()));
             }
-            if !page.has_more || page.records.is_empty() || page.next.is_none() {
-                break;
+        } else {
+            let mut cursor = self.store.cursor(&self.flow.name).await?;
+            while records.len() < limit {
+                let wanted = PAGE.min(u32::try_from(limit - records.len()).unwrap_or(PAGE));
+                let page = self
+                    .read_page(ReadPosition::Cursor { cursor: cursor.clone() }, wanted)
+                    .await?;
+                let last_page = !page.has_more || page.records.is_empty() || page.next.is_none();
+                records.extend(page.records.into_iter().take(limit - records.len()));
+                if last_page {
+                    break;
+                }
+                cursor = page.next;
             }
-            cursor = page.next;
+        }
+        let now = rfc3339((self.clock)());
+        let mut planned = Vec::with_capacity(records.len());
+        for record in &records {
+            let key = self.link_key(&record.id);
+            let link = self.target_link(&key).await?;
+            let skipped = self.nothing_to_update(link.as_ref());
+            let input = self.flow.mapping.apply(record, &now).map_err(|e| e.to_string());
+            let unchanged = match (&input, &link) {
+                (Ok(input), Some(link)) => link.written_hash.as_deref() == Some(content_hash(input).as_str()),
+                _ => false,
+            };
+            let (input, error) = match input {
+                Ok(input) => (Some(input), None),
+                Err(error) => (None, Some(error)),
+            };
+            let action = self.flow.action_for(link.is_some()).to_owned();
+            planned.push(PlannedWrite {
+                source_id: record.id.clone(),
+                action,
+                target_id: link.map(|l| l.target_id),
+                input,
+                error,
+                unchanged,
+                skipped,
+            });
         }
         Ok(planned)
+    }
+
+    /// The target record this source record writes to: this flow's own link, else the record a
+    /// reverse flow created it from.
+    async fn target_link(&self, key: &LinkKey) -> Result<Option<LinkRow>, EngineError> {
+        match self.store.link(key).await? {
+            Some(link) => Ok(Some(link)),
+            None => self.reverse_link(&key.source_id).await,
+        }
+    }
+
+    /// Why a record is skipped when the flow's action updates a linked record and it has none
+    /// (a GHL task a user made, not one we wrote): nothing to update is not a failure.
+    fn nothing_to_update(&self, link: Option<&LinkRow>) -> Option<String> {
+        (link.is_none() && self.flow.needs_link).then(|| {
+            format!(
+                "`{}` updates a linked record, and this record is linked to none in {}",
+                self.flow.action, self.flow.target_connector
+            )
+        })
     }
 
     fn link_key(&self, source_id: &str) -> LinkKey {
@@ -442,10 +566,12 @@ impl FlowRun<'_> {
             return Ok(Outcome::Delivered { link: None });
         }
         let key = self.link_key(&row.source_id);
-        let link = match self.store.link(&key).await? {
-            Some(link) => Some(link),
-            None => self.reverse_link(&row.source_id).await?,
-        };
+        let link = self.target_link(&key).await?;
+        if let Some(why) = self.nothing_to_update(link.as_ref()) {
+            report.skipped += 1;
+            events.push(self.event(&row.source_id, None, EventKind::Skipped, Some(why)));
+            return Ok(Outcome::Delivered { link: None });
+        }
         if let (Some(policy), Some(link)) = (self.flow.conflict, &link) {
             if let Some(why) = self.conflict_lost(policy, &row.record, link).await? {
                 report.conflicts += 1;
@@ -474,7 +600,7 @@ impl FlowRun<'_> {
         match self.write_holding_claim(target, worker, row, request).await? {
             Ok(written) => {
                 report.written += 1;
-                let target_id = written.target_id.or(link.map(|l| l.target_id));
+                let target_id = written.target_id.clone().or(link.as_ref().map(|l| l.target_id.clone()));
                 let sent = serde_json::to_string(&input).unwrap_or_default();
                 events.push(self.event(
                     &row.source_id,
@@ -482,11 +608,12 @@ impl FlowRun<'_> {
                     EventKind::Written,
                     Some(sent.clone()),
                 ));
-                for field in dropped_fields(&input, &written.returned) {
-                    let warning = format!(
-                        "flow `{}`, record {}: the target did not keep field `{field}`",
-                        self.flow.name, row.source_id
-                    );
+                let previous = link
+                    .as_ref()
+                    .and_then(|l| l.written.as_deref())
+                    .and_then(|w| serde_json::from_str::<Fields>(w).ok());
+                for verdict in verify_write(&input, previous.as_ref(), &written.returned) {
+                    let warning = format!("flow `{}`, record {}: {verdict}", self.flow.name, row.source_id);
                     events.push(self.event(
                         &row.source_id,
                         target_id.clone(),
@@ -653,26 +780,26 @@ impl FlowRun<'_> {
         let Some(theirs) = theirs else {
             return Ok(None);
         };
-        Ok(match policy {
-            ConflictPolicy::SourceWins => None,
-            ConflictPolicy::TargetWins if pending.is_some() => Some(format!(
+        if policy == ConflictPolicy::TargetWins && pending.is_some() {
+            return Ok(Some(format!(
                 "the target record {} changed too and this flow's policy is target_wins",
                 link.target_id
+            )));
+        }
+        // Newest wins, and target wins over a target change already applied: this change loses
+        // only if it is older than the target's, or writing it would undo a newer change. A
+        // source change made after that is a new edit, not a conflict.
+        let ours = record.updated_at.as_deref().and_then(parse_instant);
+        let theirs_at = theirs.as_deref().and_then(parse_instant);
+        Ok(match (ours, theirs_at) {
+            (Some(ours), Some(theirs_at)) if theirs_at > ours => Some(format!(
+                "the target record {} changed later ({}) than this change ({}): {}",
+                link.target_id,
+                theirs.unwrap_or_default(),
+                record.updated_at.clone().unwrap_or_default(),
+                policy
             )),
-            ConflictPolicy::TargetWins => None,
-            ConflictPolicy::NewestWins => {
-                let ours = record.updated_at.as_deref().and_then(parse_instant);
-                let theirs_at = theirs.as_deref().and_then(parse_instant);
-                match (ours, theirs_at) {
-                    (Some(ours), Some(theirs_at)) if theirs_at > ours => Some(format!(
-                        "the target record {} changed later ({}) than this change ({}): newest_wins",
-                        link.target_id,
-                        theirs.unwrap_or_default(),
-                        record.updated_at.clone().unwrap_or_default()
-                    )),
-                    _ => None,
-                }
-            }
+            _ => None,
         })
     }
 
@@ -722,6 +849,18 @@ impl FlowRun<'_> {
     }
 }
 
+/// Where a walk over a flow's parents is: the parents' ids come from the store a batch at a time.
+#[derive(Default)]
+struct ParentWalk {
+    /// The parent being read, and the cursor of its next page.
+    reading: Option<(String, Option<String>)>,
+    /// Ids of the batch still to read, the next at the end.
+    queued: Vec<String>,
+    /// The last id taken from the store.
+    after: Option<String>,
+    exhausted: bool,
+}
+
 enum ParentState {
     /// The flow has no parent.
     None,
@@ -732,28 +871,104 @@ enum ParentState {
     Missing(String),
 }
 
-/// Every scalar field we wrote is in `current` with the same value (times compared as instants,
-/// numbers as numbers): nothing in `current` is news from the other side.
+/// Every scalar field we wrote is in `current` with the same value ([`same_value`]): nothing in
+/// `current` is news from the other side.
 pub fn is_echo(written: &Fields, current: &Fields) -> bool {
     let mut compared = 0;
-    for (key, sent) in written {
-        if !(sent.is_string() || sent.is_number() || sent.is_boolean()) {
-            continue;
-        }
+    for (key, sent) in written.iter().filter(|(_, v)| is_scalar(v)) {
         compared += 1;
-        let same = match (sent, current.get(key)) {
-            (Value::String(a), Some(Value::String(b))) => {
-                a == b || matches!((parse_instant(a), parse_instant(b)), (Some(x), Some(y)) if x == y)
-            }
-            (Value::Number(a), Some(Value::Number(b))) => a.as_f64() == b.as_f64(),
-            (a, Some(b)) => a == b,
-            (_, None) => false,
-        };
-        if !same {
+        if !current.get(key).is_some_and(|now| same_value(sent, now)) {
             return false;
         }
     }
     compared > 0
+}
+
+fn is_scalar(value: &Value) -> bool {
+    value.is_string() || value.is_number() || value.is_boolean()
+}
+
+/// Whether a system holds `got` for the `sent` value, allowing for how systems store what they
+/// are given: times compared as instants (`2026-01-01` is `2026-01-01T00:00:00.000Z`), numbers as
+/// numbers (also when one side is text), text by its letters and digits, without case (GHL keeps
+/// emails lower-case and phones as `+351912345678` for `+351 912 345 678`).
+pub fn same_value(sent: &Value, got: &Value) -> bool {
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let letters_and_digits = |text: &str| -> String {
+        text.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    match (sent, got) {
+        (Value::String(a), Value::String(b)) => {
+            let (x, y) = (letters_and_digits(a), letters_and_digits(b));
+            if x.is_empty() && y.is_empty() {
+                return a.trim() == b.trim();
+            }
+            x == y || matches!((parse_instant(a), parse_instant(b)), (Some(x), Some(y)) if x == y)
+        }
+        (Value::Number(_), _) | (_, Value::Number(_)) => {
+            matches!((number(sent), number(got)), (Some(a), Some(b)) if a == b)
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// What write verification found wrong with one field of a write.
+#[derive(Clone, Debug, PartialEq)]
+enum FieldVerdict<'a> {
+    /// Sent, answered 2xx, and absent from the record the target returned.
+    Dropped(&'a str),
+    /// Kept with another value than the one sent (an upsert that kept the old value).
+    Changed {
+        field: &'a str,
+        sent: &'a Value,
+        kept: Value,
+    },
+}
+
+impl std::fmt::Display for FieldVerdict<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldVerdict::Dropped(field) => write!(f, "the target did not keep field `{field}`"),
+            FieldVerdict::Changed { field, sent, kept } => {
+                write!(f, "the target kept field `{field}` as {kept}, not the {sent} sent")
+            }
+        }
+    }
+}
+
+/// Each scalar field sent that the record the target returned does not hold: dropped, or kept
+/// with another value. Only what this write changes is judged: a field sent as it was `previous`ly
+/// written was judged then (AroFlo cannot update a task's due date; saying so at every completion
+/// would bury the one change of date that was lost). A target that returns no record gives no
+/// verdict.
+fn verify_write<'a>(sent: &'a Fields, previous: Option<&Fields>, returned: &Fields) -> Vec<FieldVerdict<'a>> {
+    if returned.is_empty() {
+        return Vec::new();
+    }
+    let unchanged = |field: &str, value: &Value| {
+        previous
+            .and_then(|p| p.get(field))
+            .is_some_and(|before| same_value(before, value))
+    };
+    sent.iter()
+        .filter(|(field, v)| is_scalar(v) && !unchanged(field, v))
+        .filter_map(|(field, value)| match returned.get(field.as_str()) {
+            None | Some(Value::Null) => Some(FieldVerdict::Dropped(field)),
+            Some(kept) if !same_value(value, kept) => Some(FieldVerdict::Changed {
+                field,
+                sent: value,
+                kept: kept.clone(),
+            }),
+            Some(_) => None,
+        })
+        .collect()
 }
 
 fn merge(total: &mut SyncReport, part: SyncReport) {
@@ -798,17 +1013,6 @@ pub fn content_hash(input: &Fields) -> String {
         .collect()
 }
 
-/// Scalar fields sent but absent from what the target returned.
-fn dropped_fields<'a>(sent: &'a Fields, returned: &Fields) -> Vec<&'a str> {
-    if returned.is_empty() {
-        return Vec::new();
-    }
-    sent.iter()
-        .filter(|(k, v)| (v.is_string() || v.is_number() || v.is_boolean()) && !returned.contains_key(k.as_str()))
-        .map(|(k, _)| k.as_str())
-        .collect()
-}
-
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -845,10 +1049,67 @@ mod tests {
     }
 
     #[test]
-    fn dropped_fields_are_the_scalars_the_target_did_not_return() {
-        let sent: Fields = serde_json::from_str(r#"{"email":"a@b.c","companyName":"X","tags":["t"]}"#).expect("json");
-        let returned: Fields = serde_json::from_str(r#"{"email":"a@b.c","id":"1"}"#).expect("json");
-        assert_eq!(dropped_fields(&sent, &returned), ["companyName"]);
-        assert!(dropped_fields(&sent, &Fields::new()).is_empty(), "no echo, no verdict");
+    fn verification_names_fields_dropped_or_kept_with_another_value() {
+        let sent: Fields = serde_json::from_str(
+            r#"{"email":"Ana@B.pt","companyName":"X","gender":"female","dateOfBirth":"1990-05-01","score":3,"tags":["t"]}"#,
+        )
+        .expect("json");
+        let returned: Fields = serde_json::from_str(
+            r#"{"email":"ana@b.pt","gender":"male","dateOfBirth":"1990-05-01T00:00:00.000Z","score":"3","id":"1"}"#,
+        )
+        .expect("json");
+        let verdicts: Vec<String> = verify_write(&sent, None, &returned)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                "the target did not keep field `companyName`",
+                r#"the target kept field `gender` as "male", not the "female" sent"#,
+            ]
+        );
+        assert!(
+            verify_write(&sent, None, &Fields::new()).is_empty(),
+            "no record returned, no verdict"
+        );
+        // Written the same before: judged then, not again.
+        let previous: Fields = serde_json::from_str(r#"{"companyName":"X","gender":"male"}"#).expect("json");
+        let verdicts: Vec<String> = verify_write(&sent, Some(&previous), &returned)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            verdicts,
+            [r#"the target kept field `gender` as "male", not the "female" sent"#],
+            "a changed gender is judged, an unchanged company name is not"
+        );
+    }
+
+    #[test]
+    fn values_match_as_instants_numbers_and_caseless_text() {
+        let v = |text: &str| -> Value { serde_json::from_str(text).expect("json") };
+        for (a, b) in [
+            (r#""2026-01-01""#, r#""2026-01-01T00:00:00Z""#),
+            (r#""2026-01-01T10:00:00+01:00""#, r#""2026-01-01T09:00:00.000Z""#),
+            ("12", r#""12""#),
+            ("1.5", "1.50"),
+            (r#"" Ana@X.pt ""#, r#""ana@x.pt""#),
+            (r#""+351 912 345 678""#, r#""+351912345678""#),
+            (r#""Conceição""#, r#""CONCEIÇÃO""#),
+            ("true", "true"),
+        ] {
+            assert!(same_value(&v(a), &v(b)), "{a} = {b}");
+        }
+        for (a, b) in [
+            (r#""Ana""#, r#""Rui""#),
+            ("12", r#""12a""#),
+            ("true", r#""true""#),
+            (r#""2026-01-01""#, r#""2026-01-02""#),
+            (r#""Replace the valve""#, r#""Replace the""#),
+            (r#""-""#, r#""+""#),
+        ] {
+            assert!(!same_value(&v(a), &v(b)), "{a} != {b}");
+        }
     }
 }

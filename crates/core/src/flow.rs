@@ -107,6 +107,16 @@ pub enum ConflictPolicy {
     NewestWins,
 }
 
+impl std::fmt::Display for ConflictPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SourceWins => "source_wins",
+            Self::TargetWins => "target_wins",
+            Self::NewestWins => "newest_wins",
+        })
+    }
+}
+
 /// How a flow's source is driven.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -155,6 +165,12 @@ pub struct Flow {
     /// The action for a record already linked, when `action` creates: `task.update` for
     /// `task.create`.
     pub update_action: Option<String>,
+    /// The source stream is read one parent at a time: a poll sweeps the parents the `[parent]`
+    /// flow linked.
+    pub sweeps_parents: bool,
+    /// `action` addresses an existing target record (`task.update`): a record with no link has
+    /// nothing to write to, and is skipped rather than failed.
+    pub needs_link: bool,
     pub match_keys: Vec<String>,
     /// The flow whose links give this record's parent, and the source field holding its id.
     pub parent: Option<(String, String)>,
@@ -303,6 +319,31 @@ impl Flow {
             }
         }
 
+        // A stream listed one parent at a time is polled by sweeping the parents a `[parent]`
+        // flow linked; without one there is nothing to sweep.
+        let sweeps_parents = stream.is_some_and(|s| s.per_parent);
+        let polls = !matches!(trigger, Some((_, Trigger::Webhook { repair_every: None })) | None);
+        if sweeps_parents && polls && raw.parent.is_none() {
+            let at = raw
+                .source
+                .every
+                .as_ref()
+                .map_or(raw.source.trigger.span(), Spanned::span);
+            error(
+                at,
+                format!(
+                    "stream `{}` is listed per `{}` record, so polling it needs `[parent]`",
+                    raw.source.stream.get_ref(),
+                    stream.and_then(|s| s.parent.as_deref()).unwrap_or("parent")
+                ),
+                Some(
+                    "add `[parent] flow = \"...\", field = \"...\"` naming the flow that links the parents, \
+                     or use `trigger = \"webhook\"` without `every`"
+                        .to_owned(),
+                ),
+            );
+        }
+
         let target_manifest = instances.get(raw.target.connector.get_ref().as_str()).copied();
         match target_manifest {
             None => error(
@@ -337,6 +378,9 @@ impl Flow {
             .strip_suffix(".create")
             .map(|kind| format!("{kind}.update"))
             .filter(|update| target_manifest.is_some_and(|m| m.action(update).is_some()));
+        let needs_link = target_manifest
+            .and_then(|m| m.action(raw.target.action.get_ref()))
+            .is_some_and(|a| a.needs_target_id);
 
         // Dedupe keys name fields the mapping produces.
         let produced: BTreeSet<&str> = raw
@@ -418,6 +462,8 @@ impl Flow {
                 target_connector: raw.target.connector.into_inner(),
                 action: raw.target.action.into_inner(),
                 update_action,
+                sweeps_parents,
+                needs_link,
                 match_keys,
                 parent_at: raw
                     .parent

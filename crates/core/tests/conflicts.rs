@@ -79,46 +79,84 @@ fn change(id: &str, name: &str, at: &str) -> Record {
     }
 }
 
+/// How B's side of the race reached tether before A's change is delivered.
+#[derive(Clone, Copy, Debug)]
+enum Theirs {
+    /// Still queued in the reverse flow.
+    Queued,
+    /// Already written into A by the reverse flow (its link remembers when B changed).
+    Applied,
+}
+
 struct Case {
     policy: Option<&'static str>,
-    /// When A's change (the one this flow delivers) and B's (queued the other way) were made.
+    /// When A's change (the one this flow delivers) and B's were made.
     ours: &'static str,
     theirs: &'static str,
+    how: Theirs,
     written: bool,
 }
 
+const EARLY: &str = "2026-01-01T10:00:00Z";
+const MID: &str = "2026-01-01T11:00:00Z";
+const LATE: &str = "2026-01-01T12:00:00Z";
+
+const fn case(
+    policy: Option<&'static str>,
+    ours: &'static str,
+    theirs: &'static str,
+    how: Theirs,
+    written: bool,
+) -> Case {
+    Case {
+        policy,
+        ours,
+        theirs,
+        how,
+        written,
+    }
+}
+
 const CASES: &[Case] = &[
-    Case {
-        policy: None,
-        ours: "2026-01-01T10:00:00Z",
-        theirs: "2026-01-01T11:00:00Z",
-        written: true,
-    },
-    Case {
-        policy: Some("source_wins"),
-        ours: "2026-01-01T10:00:00Z",
-        theirs: "2026-01-01T11:00:00Z",
-        written: true,
-    },
-    Case {
-        policy: Some("target_wins"),
-        ours: "2026-01-01T12:00:00Z",
-        theirs: "2026-01-01T11:00:00Z",
-        written: false,
-    },
-    Case {
-        policy: Some("newest_wins"),
-        ours: "2026-01-01T10:00:00Z",
-        theirs: "2026-01-01T11:00:00Z",
-        written: false,
-    },
-    Case {
-        policy: Some("newest_wins"),
-        ours: "2026-01-01T12:00:00Z",
-        theirs: "2026-01-01T11:00:00Z",
-        written: true,
-    },
+    case(None, EARLY, MID, Theirs::Queued, true),
+    case(Some("source_wins"), EARLY, MID, Theirs::Queued, true),
+    // A queued change of the target wins whatever its time.
+    case(Some("target_wins"), LATE, MID, Theirs::Queued, false),
+    case(Some("newest_wins"), EARLY, MID, Theirs::Queued, false),
+    case(Some("newest_wins"), LATE, MID, Theirs::Queued, true),
+    // An applied one wins over older changes only: a later edit in A is a new change.
+    case(None, EARLY, MID, Theirs::Applied, true),
+    case(Some("source_wins"), EARLY, MID, Theirs::Applied, true),
+    case(Some("target_wins"), EARLY, MID, Theirs::Applied, false),
+    case(Some("target_wins"), LATE, MID, Theirs::Applied, true),
+    case(Some("newest_wins"), EARLY, MID, Theirs::Applied, false),
+    case(Some("newest_wins"), LATE, MID, Theirs::Applied, true),
 ];
+
+/// Delivers one queued row of `flow` to a link `key` → `target_id`, as a finished run would have.
+async fn delivered(store: &Store, flow: &str, record: Record, key: LinkKey, target_id: &str, written: &str, at: i64) {
+    let updated_at = record.updated_at.clone();
+    store.enqueue(flow, &[record], None, at).await.expect("q");
+    let row = store.claim(flow, "w", 1, 1_000, at).await.expect("claim").remove(0);
+    let link = LinkRow {
+        target_id: target_id.into(),
+        written_hash: Some("old".into()),
+        written: Some(written.into()),
+        source_updated_at: updated_at,
+        parent_id: None,
+    };
+    store
+        .finish(
+            row.id,
+            "w",
+            &Outcome::Delivered {
+                link: Some((key, link)),
+            },
+            at + 1,
+        )
+        .await
+        .expect("finish");
+}
 
 #[tokio::test]
 async fn each_policy_decides_a_race_between_both_sides() {
@@ -137,40 +175,29 @@ async fn each_policy_decides_a_race_between_both_sides() {
         assert_eq!(relations.reverse_flows, ["b-to-a"]);
 
         // a1 was written to b1 before; now both sides changed it.
-        store
-            .enqueue("a-to-b", &[change("a1", "seed", "2026-01-01T09:00:00Z")], None, 1)
-            .await
-            .expect("q");
-        let row = store.claim("a-to-b", "w", 1, 1_000, 1).await.expect("claim").remove(0);
-        let link = LinkRow {
-            target_id: "b1".into(),
-            written_hash: Some("old".into()),
-            written: Some(r#"{"name":"seed"}"#.into()),
-            source_updated_at: Some("2026-01-01T09:00:00Z".into()),
-            parent_id: None,
-        };
-        let key = LinkKey {
+        let a_to_b = LinkKey {
             source: "a/contacts".into(),
             source_id: "a1".into(),
             target: "b/contact".into(),
         };
+        let seed = change("a1", "seed", "2026-01-01T09:00:00Z");
+        delivered(&store, "a-to-b", seed, a_to_b, "b1", r#"{"name":"seed"}"#, 1).await;
+        let theirs = change("b1", "from B", case.theirs);
+        match case.how {
+            Theirs::Queued => {
+                store.enqueue("b-to-a", &[theirs], None, 3).await.expect("q");
+            }
+            Theirs::Applied => {
+                let b_to_a = LinkKey {
+                    source: "b/contacts".into(),
+                    source_id: "b1".into(),
+                    target: "a/contact".into(),
+                };
+                delivered(&store, "b-to-a", theirs, b_to_a, "a1", r#"{"name":"from B"}"#, 3).await;
+            }
+        }
         store
-            .finish(
-                row.id,
-                "w",
-                &Outcome::Delivered {
-                    link: Some((key, link)),
-                },
-                2,
-            )
-            .await
-            .expect("finish");
-        store
-            .enqueue("b-to-a", &[change("b1", "from B", case.theirs)], None, 3)
-            .await
-            .expect("q");
-        store
-            .enqueue("a-to-b", &[change("a1", "from A", case.ours)], None, 4)
+            .enqueue("a-to-b", &[change("a1", "from A", case.ours)], None, 5)
             .await
             .expect("q");
 
@@ -188,12 +215,13 @@ async fn each_policy_decides_a_race_between_both_sides() {
         let mut report = SyncReport::default();
         run.deliver(&target_dyn, "w", &mut report).await.expect("deliver");
         let writes = target.writes.lock().expect("writes").len();
-        assert_eq!(writes == 1, case.written, "case {n} ({:?}): {report:?}", case.policy);
-        assert_eq!(report.conflicts, usize::from(!case.written), "case {n}");
+        let what = format!("case {n} ({:?}, {:?})", case.policy, case.how);
+        assert_eq!(writes == 1, case.written, "{what}: {report:?}");
+        assert_eq!(report.conflicts, usize::from(!case.written), "{what}");
         let conflicts = store
             .events(Some("a-to-b"), Some(EventKind::Conflict), 10)
             .await
             .expect("events");
-        assert_eq!(conflicts.len(), usize::from(!case.written), "case {n}");
+        assert_eq!(conflicts.len(), usize::from(!case.written), "{what}");
     }
 }

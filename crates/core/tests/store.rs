@@ -2,7 +2,7 @@
 //! `TETHER_TEST_DATABASE_URL` names one (`.ci/run` provides it).
 
 use tether_abi::{EventInfo, Record};
-use tether_core::store::{LinkKey, LinkRow, Outcome, Queued, SealedSecret, Store};
+use tether_core::store::{LinkKey, LinkRow, LinkSide, Outcome, Queued, SealedSecret, Store};
 use tether_core::vault::{SecretKey, Vault};
 
 async fn each_store(test: impl AsyncFn(Store, &str)) {
@@ -146,6 +146,95 @@ async fn queueing_advances_the_cursor_and_skips_events_seen_before() {
         let counts = store.flow_counts().await.expect("counts");
         let ours = counts.iter().find(|c| c.flow == flow).expect("our flow");
         assert_eq!((ours.pending, ours.dead, ours.done), (4, 0, 0), "{dialect}");
+    })
+    .await;
+}
+
+/// A sweep re-reads every record; only a record whose content differs from its latest queued row
+/// becomes a row, so a change that returns to an earlier state (A, B, A) is queued each time.
+#[tokio::test]
+async fn a_sweep_queues_only_records_that_changed_since_their_latest_row() {
+    each_store(async |store, dialect| {
+        let flow = unique("ghl-tasks");
+        let first = [record("t1", None, "Call"), record("t2", None, "Quote")];
+        let queued = store.enqueue_changed(&flow, &first, 1).await.expect("sweep");
+        assert_eq!((queued.inserted, queued.duplicates), (2, 0), "{dialect}");
+        let again = store.enqueue_changed(&flow, &first, 2).await.expect("sweep");
+        assert_eq!((again.inserted, again.duplicates), (0, 2), "nothing changed: {dialect}");
+        let edited = [record("t1", None, "Call back"), record("t2", None, "Quote")];
+        let queued = store.enqueue_changed(&flow, &edited, 3).await.expect("sweep");
+        assert_eq!((queued.inserted, queued.duplicates), (1, 1), "{dialect}");
+        // Back to the first title: differs from the latest row, so it is queued.
+        let queued = store.enqueue_changed(&flow, &first[..1], 4).await.expect("sweep");
+        assert_eq!(queued.inserted, 1, "A, B, A: {dialect}");
+        // A row queued another way (a webhook, with its event) counts as the latest too.
+        store
+            .enqueue(&flow, &[record("t2", Some(&unique("evt")), "Quote")], None, 5)
+            .await
+            .expect("webhook");
+        let queued = store.enqueue_changed(&flow, &first[1..], 6).await.expect("sweep");
+        assert_eq!(queued.inserted, 1, "the webhook's row differs by its event: {dialect}");
+        let counts = store.flow_counts().await.expect("counts");
+        let ours = counts.iter().find(|c| c.flow == flow).expect("our flow");
+        assert_eq!(ours.pending, 6, "{dialect}");
+    })
+    .await;
+}
+
+/// The parents a sweep reads: the ids on either side of the links between two systems, in
+/// order, a page at a time; another pair's links are not among them.
+#[tokio::test]
+async fn linked_ids_page_through_one_side_of_a_pair_of_systems() {
+    each_store(async |store, dialect| {
+        let flow = unique("links");
+        let source = unique("aroflo/clients");
+        store
+            .enqueue(
+                &flow,
+                &[
+                    record("c1", None, "A"),
+                    record("c2", None, "B"),
+                    record("c3", None, "C"),
+                ],
+                None,
+                0,
+            )
+            .await
+            .expect("enqueue");
+        let rows = store.claim(&flow, "w", 10, 60_000, 1).await.expect("claim");
+        for (row, (source_id, target_id)) in rows.iter().zip([("c1", "g3"), ("c2", "g1"), ("c3", "g2")]) {
+            let key = LinkKey {
+                source: source.clone(),
+                source_id: source_id.into(),
+                target: "ghl/contact".into(),
+            };
+            let link = LinkRow {
+                target_id: target_id.into(),
+                written_hash: None,
+                written: None,
+                source_updated_at: None,
+                parent_id: None,
+            };
+            let outcome = Outcome::Delivered {
+                link: Some((key, link)),
+            };
+            assert!(store.finish(row.id, "w", &outcome, 2).await.expect("finish"));
+        }
+        let pair = (source.as_str(), "ghl/contact");
+        let page = store.linked_ids(pair, LinkSide::Target, None, 2).await.expect("ids");
+        assert_eq!(page, ["g1", "g2"], "{dialect}");
+        let rest = store
+            .linked_ids(pair, LinkSide::Target, Some("g2"), 2)
+            .await
+            .expect("ids");
+        assert_eq!(rest, ["g3"], "{dialect}");
+        let sources = store.linked_ids(pair, LinkSide::Source, None, 10).await.expect("ids");
+        assert_eq!(sources, ["c1", "c2", "c3"], "{dialect}");
+        let other = store
+            .linked_ids((source.as_str(), "aroflo/task"), LinkSide::Target, None, 10)
+            .await
+            .expect("ids");
+        assert!(other.is_empty(), "{dialect}");
     })
     .await;
 }

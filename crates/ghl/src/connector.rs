@@ -258,14 +258,16 @@ pub fn manifest() -> Manifest {
                 &[T::Poll, T::Webhook],
             )
             .fields(with_ids(task_fields(), &[]))
-            .child_of("contacts"),
+            .child_of("contacts")
+            .read_per_parent(),
             StreamDef::new(
                 "notes",
                 "notes of a contact (NoteCreate/Update/Delete webhooks)",
                 &[T::Poll, T::Webhook],
             )
             .fields(with_ids(note_fields(), &[("dateAdded", K::DateTime)]))
-            .child_of("contacts"),
+            .child_of("contacts")
+            .read_per_parent(),
             StreamDef::new("appointments", "appointments of a contact", &[T::Poll])
                 .fields(with_ids(
                     vec![
@@ -280,13 +282,15 @@ pub fn manifest() -> Manifest {
                     ],
                     &[],
                 ))
-                .child_of("contacts"),
+                .child_of("contacts")
+                .read_per_parent(),
             StreamDef::new(
                 "business_contacts",
                 "contacts of a business (read with the business id as parent id)",
                 &[T::Poll],
             )
-            .fields(contact_record_fields()),
+            .fields(contact_record_fields())
+            .read_per_parent(),
         ],
         actions: vec![
             ActionDef::new(
@@ -802,6 +806,8 @@ mod tests {
             m.stream("tasks").and_then(|s| s.parent.clone()).as_deref(),
             Some("contacts")
         );
+        assert!(m.stream("tasks").is_some_and(|s| s.per_parent), "listed per contact");
+        assert!(!m.stream("contacts").is_some_and(|s| s.per_parent));
         for action in [
             "contact.create",
             "contact.update",

@@ -605,7 +605,7 @@ impl Aroflo {
                 let id = target()?;
                 let status = completed_flag(input).map(|done| if done { "Completed" } else { "In Progress" });
                 let results = self.post("tasks", &Self::task_update_xml(input, id, status)?)?;
-                Self::written(&results, "tasks", "taskid", Some(id))
+                Self::written(&results, "tasks", "taskid", Some(id)).map(task_in_input_terms)
             }
             "task.complete" => {
                 let id = target()?;
@@ -615,7 +615,7 @@ impl Aroflo {
                     "Completed"
                 };
                 let results = self.post("tasks", &Self::task_update_xml(&Fields::new(), id, Some(status))?)?;
-                Self::written(&results, "tasks", "taskid", Some(id))
+                Self::written(&results, "tasks", "taskid", Some(id)).map(task_in_input_terms)
             }
             "note.create" => self.note_create(request),
             other => Err(AroFloError::Input(format!("unknown action `{other}`"))),
@@ -624,8 +624,8 @@ impl Aroflo {
 
     /// Inserts a task; a status other than "not started" (AroFlo takes none on insert) follows
     /// as an update. If that second call fails the task still exists: the write reports its id
-    /// without `status` in `returned`, so the engine sees the field dropped rather than a
-    /// failure whose retry would insert the task twice.
+    /// with the status it has ("Not Started") in `returned`, so the engine sees the field kept
+    /// otherwise rather than a failure whose retry would insert the task twice.
     fn task_create(&self, request: &WriteRequest) -> Result<WriteResult, AroFloError> {
         let input = &request.input;
         let client_id = request
@@ -642,6 +642,11 @@ impl Aroflo {
         };
         let results = self.post("tasks", &self.task_insert_xml(input, &client_id)?)?;
         let mut written = Self::written(&results, "tasks", "taskid", None)?;
+        // AroFlo inserts every task "Not Started" and echoes no status.
+        written
+            .returned
+            .entry("status")
+            .or_insert_with(|| Value::String("Not Started".into()));
         if let (Some(status), Some(id)) = (status, written.target_id.clone()) {
             match Self::task_update_xml(&Fields::new(), &id, Some(status)).and_then(|xml| self.post("tasks", &xml)) {
                 Ok(_) => {
@@ -656,7 +661,7 @@ impl Aroflo {
                 ),
             }
         }
-        Ok(written)
+        Ok(task_in_input_terms(written))
     }
 
     fn check_inner(&self) -> Result<CheckReport, AroFloError> {
@@ -672,6 +677,21 @@ impl Aroflo {
             notes: Vec::new(),
         })
     }
+}
+
+/// A task write's echo in the terms of the input it was written from, for the engine's write
+/// verification: `completed` from the status it set, `duedate` as a date (AroFlo echoes
+/// `YYYY/MM/DD`).
+fn task_in_input_terms(mut written: WriteResult) -> WriteResult {
+    let returned = &mut written.returned;
+    if let Some(status) = returned.get("status").and_then(Value::as_str) {
+        let done = status.eq_ignore_ascii_case("completed");
+        returned.insert("completed".into(), Value::Bool(done));
+    }
+    if let Some(Value::String(due)) = returned.get_mut("duedate") {
+        *due = due.replace('/', "-");
+    }
+    written
 }
 
 /// `completed` as a bool (GHL's task field), when the input has one.

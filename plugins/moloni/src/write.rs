@@ -129,13 +129,11 @@ fn written(response: Value, what: &str) -> Result<WriteResult, MoloniError> {
             )))
         }
     };
-    let returned = match response {
-        Value::Object(o) => o,
-        _ => Fields::new(),
-    };
+    // Moloni answers `{valid, customer_id}`, not the customer: nothing to verify the write by,
+    // and an empty `returned` says so (the engine gives no verdict).
     Ok(WriteResult {
         target_id: Some(id),
-        returned,
+        returned: Fields::new(),
     })
 }
 

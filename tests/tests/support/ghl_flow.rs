@@ -87,3 +87,26 @@ pub fn contacts_of(ghl: &RunningGhl, location: &str) -> Vec<Value> {
         .cloned()
         .collect()
 }
+
+/// A call to the GHL emulator's API as a user's own app would make it (private integration
+/// token, API version header); its JSON answer. Panics on a non-2xx status.
+pub fn api_call(
+    runtime: &tokio::runtime::Runtime,
+    ghl: &RunningGhl,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Value {
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", ghl.base_url()))
+            .bearer_auth(&ghl.credentials.pit)
+            .header("Version", "2021-07-28")
+            .json(&body)
+            .send()
+            .await
+            .expect("GHL call");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("GHL's JSON")
+    })
+}

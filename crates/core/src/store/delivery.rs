@@ -96,12 +96,30 @@ pub struct FlowCounts {
     pub done: i64,
 }
 
+/// Which end of a link: the record read, or the record written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkSide {
+    Source,
+    Target,
+}
+
 /// What `enqueue` did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Queued {
     pub inserted: usize,
     /// Events already queued before (a replayed webhook, a re-read page).
     pub duplicates: usize,
+}
+
+impl Queued {
+    /// Counts one insert that affected `rows` rows: 1 queued it, 0 found it queued already.
+    fn count(&mut self, rows: u64) {
+        if rows == 1 {
+            self.inserted += 1;
+        } else {
+            self.duplicates += 1;
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -136,11 +154,7 @@ macro_rules! insert_outbox_rows {
                 .execute(&mut *$tx)
                 .await?
                 .rows_affected();
-            if inserted == 1 {
-                queued.inserted += 1;
-            } else {
-                queued.duplicates += 1;
-            }
+            queued.count(inserted);
         }
         queued
     }};
@@ -221,6 +235,71 @@ impl Store {
             queued
         });
         Ok(queued)
+    }
+
+    /// Queues those of `records` whose content differs from the latest row queued for the same
+    /// source record of `flow` (a sweep re-reads everything; only changes become rows). What it
+    /// leaves out counts as `duplicates`. One statement per record compares and inserts, so on
+    /// SQLite the transaction takes the write lock first, waiting for it rather than failing.
+    pub async fn enqueue_changed(&self, flow: &str, records: &[Record], now_ms: i64) -> Result<Queued, StoreError> {
+        const INSERT_CHANGED: &str =
+            "INSERT INTO outbox (flow, source_id, event_id, record, status, next_attempt_at, created_at, updated_at) \
+             SELECT ?, ?, NULL, ?, 'pending', ?, ?, ? \
+             WHERE COALESCE((SELECT record FROM outbox WHERE flow = ? AND source_id = ? ORDER BY id DESC LIMIT 1), '') <> ?";
+        let encoded = encode_records(records)?;
+        let mut queued = Queued::default();
+        dialect!(self, |pool, sql| {
+            let mut tx = pool.begin().await?;
+            for (record, json) in records.iter().zip(&encoded) {
+                let inserted = sqlx::query(&sql(INSERT_CHANGED))
+                    .bind(flow)
+                    .bind(&record.id)
+                    .bind(json)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(flow)
+                    .bind(&record.id)
+                    .bind(json)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                queued.count(inserted);
+            }
+            tx.commit().await?;
+        });
+        Ok(queued)
+    }
+
+    /// The ids on one side of the links from `source` to `target`, in order, after `after`:
+    /// the parent records a sweep reads the children of.
+    pub async fn linked_ids(
+        &self,
+        (source, target): (&str, &str),
+        side: LinkSide,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let query = match side {
+            LinkSide::Source => {
+                "SELECT source_id FROM links WHERE source = ? AND target = ? AND source_id > ? \
+                 ORDER BY source_id LIMIT ?"
+            }
+            LinkSide::Target => {
+                "SELECT DISTINCT target_id FROM links WHERE source = ? AND target = ? AND target_id > ? \
+                 ORDER BY target_id LIMIT ?"
+            }
+        };
+        let rows: Vec<(String,)> = dialect!(self, |pool, sql| {
+            sqlx::query_as(&sql(query))
+                .bind(source)
+                .bind(target)
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     pub async fn cursor(&self, flow: &str) -> Result<Option<String>, StoreError> {

@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use activity::{EventCount, EventKind, EventRow, FlowRunRow, LinkEdge, NewEvent, WebhookLogRow};
 pub use alerts::{AlertRow, FlowProgress};
-pub use delivery::{Claimed, DeadLetter, FlowCounts, IntakeWrite, LinkKey, LinkRow, Outcome, Queued};
+pub use delivery::{Claimed, DeadLetter, FlowCounts, IntakeWrite, LinkKey, LinkRow, LinkSide, Outcome, Queued};
 pub use secrets::SealedSecret;
 
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,12 @@ pub fn run(config: &Config, name: &str, limit: usize, json: bool) -> Result<Exit
                 .unwrap_or_default();
             match (&write.input, &write.error) {
                 (_, Some(error)) => println!("{} {}: would be a dead letter: {error}", write.action, write.source_id),
+                (Some(_), None) if write.skipped.is_some() => println!(
+                    "{} {}: skipped, no call: {}",
+                    write.action,
+                    write.source_id,
+                    write.skipped.as_deref().unwrap_or_default()
+                ),
                 (Some(_), None) if write.unchanged => {
                     println!("{} {}{target}: unchanged, no call", write.action, write.source_id)
                 }
