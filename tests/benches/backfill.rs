@@ -13,6 +13,14 @@
 //!    (default `10000,100000`). A run that passes `TETHER_BENCH_RSS_LIMIT_SECONDS` (default 600)
 //!    is stopped: its peak so far and the records written so far are reported as incomplete.
 //!
+//! 4. Two hosts on one PostgreSQL against one, when `TETHER_TEST_DATABASE_URL` names a server
+//!    (skipped with a notice otherwise): the same backfill into a fresh database, first by
+//!    `tether backfill` alone, then with a `tether run` (default workers and idle poll) sharing
+//!    the queue; the figure is the time until nothing is queued. Twice: emulator limits off over
+//!    `TETHER_BENCH_SCALE_RECORDS` (default 5,000) customers, and under GHL's real limits (100
+//!    requests per 10 s) over `TETHER_BENCH_SCALE_LIMITED_RECORDS` (default 300). Each run checks
+//!    GHL holds every customer exactly once.
+//!
 //! GHL calls are counted by the emulator itself (`GhlEmulator::request_counts`). Writes
 //! `target/bench/backfill.json` and prints it. Under `cargo test --benches` it only says it was
 //! skipped.
@@ -24,6 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tether_core::store::{EventKind, Store};
+use tether_e2e::host::{run_command, RunningHost};
+use tether_e2e::postgres::ScratchDatabase;
 use tether_e2e::{cargo_build, install, target_dir, workspace_root, Profile};
 use tether_sandbox::ghl::{CustomFieldSpec, RequestCounts};
 use tether_sandbox::moloni::{self, MoloniConfig, RunningMoloni};
@@ -32,6 +43,11 @@ use tether_sandbox::{GhlConfig, RateLimitConfig, RunningGhl};
 const DEFAULT_RECORDS: usize = 20_000;
 const DEFAULT_RSS_RECORDS: &[usize] = &[10_000, 100_000];
 const DEFAULT_RSS_LIMIT_SECONDS: u64 = 600;
+const DEFAULT_SCALE_RECORDS: usize = 5_000;
+/// Under GHL's real limits each write waits for budget: 300 records are ~20 s of it.
+const DEFAULT_SCALE_LIMITED_RECORDS: usize = 300;
+/// A shared backfill not drained by then is a failure, not a figure.
+const SCALE_DRAIN_LIMIT: Duration = Duration::from_secs(900);
 const FLOW: &str = "moloni-customers";
 const SEED: u64 = 2026;
 /// Moloni customers carry no dates, so any one-day window lists every customer.
@@ -94,7 +110,7 @@ fn run() -> Result<Value, String> {
         .build()
         .map_err(|e| format!("emulator runtime: {e}"))?;
 
-    let rig = Rig::start(&server, &release, records)?;
+    let rig = Rig::start(&server, &release, records, &RigOptions::default())?;
     let first = rig.backfill(&tether, FIRST_WINDOW, None)?;
     if !first.completed() || first.written == 0 {
         return Err(format!("the first run did not complete: {first:?}"));
@@ -111,7 +127,7 @@ fn run() -> Result<Value, String> {
 
     let mut rss = Vec::new();
     for size in sizes {
-        let rig = Rig::start(&server, &release, size)?;
+        let rig = Rig::start(&server, &release, size, &RigOptions::default())?;
         let measured = rig.backfill(&tether, FIRST_WINDOW, Some(rss_limit))?;
         eprintln!("backfill: {size} records: {measured:?}");
         rss.push(json!({
@@ -124,11 +140,36 @@ fn run() -> Result<Value, String> {
         }));
     }
 
+    let scale_out = match std::env::var("TETHER_TEST_DATABASE_URL") {
+        Err(_) => {
+            eprintln!("backfill: TETHER_TEST_DATABASE_URL is not set; two hosts on PostgreSQL not measured");
+            Value::Null
+        }
+        Ok(admin_url) => {
+            let scale = ScaleOut {
+                server: &server,
+                release: &release,
+                tether: &tether,
+                admin_url: &admin_url,
+            };
+            let unlimited = scale.compare(
+                env_number("TETHER_BENCH_SCALE_RECORDS", DEFAULT_SCALE_RECORDS)?,
+                RateLimitConfig::disabled(),
+            )?;
+            let limited = scale.compare(
+                env_number("TETHER_BENCH_SCALE_LIMITED_RECORDS", DEFAULT_SCALE_LIMITED_RECORDS)?,
+                RateLimitConfig::default(),
+            )?;
+            json!({ "limits_off": unlimited, "ghl_limits": limited })
+        }
+    };
+
     let report = json!({
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "first_run": first.json(),
         "rerun": rerun.json(),
         "rss": rss,
+        "scale_out": scale_out,
         "rss_limit_seconds": rss_limit.as_secs(),
     });
     let out = target_dir().join("bench");
@@ -137,6 +178,24 @@ fn run() -> Result<Value, String> {
     std::fs::write(&file, format!("{report:#}\n")).map_err(|e| format!("write {}: {e}", file.display()))?;
     server.shutdown_timeout(Duration::from_secs(1));
     Ok(report)
+}
+
+/// Where a rig keeps its state and how its GHL emulator limits calls.
+struct RigOptions {
+    state_url: String,
+    ghl_limits: RateLimitConfig,
+    /// Only `tether backfill` reads the source: a `tether run` beside it only delivers.
+    backfill_trigger: bool,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        RigOptions {
+            state_url: "sqlite://state.sqlite".into(),
+            ghl_limits: RateLimitConfig::disabled(),
+            backfill_trigger: false,
+        }
+    }
 }
 
 /// One Moloni emulator seeded with customers, an empty GHL location with the flow's custom
@@ -148,7 +207,12 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(server: &tokio::runtime::Runtime, release: &Path, customers: usize) -> Result<Self, String> {
+    fn start(
+        server: &tokio::runtime::Runtime,
+        release: &Path,
+        customers: usize,
+        options: &RigOptions,
+    ) -> Result<Self, String> {
         let addr = "127.0.0.1:0".parse().map_err(|e| format!("loopback address: {e}"))?;
         let text_field = |name: &str| CustomFieldSpec {
             name: name.into(),
@@ -159,7 +223,7 @@ impl Rig {
             .block_on(tether_sandbox::start(
                 addr,
                 GhlConfig {
-                    rate_limit: RateLimitConfig::disabled(),
+                    rate_limit: options.ghl_limits.clone(),
                     custom_fields: vec![text_field("NIF"), text_field("Moloni Import Date")],
                     ..GhlConfig::seeded(SEED, 0)
                 },
@@ -179,7 +243,8 @@ impl Rig {
         let plugins = dir.path().join("plugins");
         install(release, &["tether-moloni"], &plugins)?;
         let config = format!(
-            "plugins_dir = \"plugins\"\nflows_dir = \"flows\"\n[state]\nurl = \"sqlite://state.sqlite\"\n\n{}\n{}overlap_seconds = 0\n",
+            "plugins_dir = \"plugins\"\nflows_dir = \"flows\"\n[state]\nurl = \"{}\"\n\n{}\n{}overlap_seconds = 0\n",
+            options.state_url,
             ghl.connector_toml("ghl"),
             moloni.connector_toml("moloni_pt"),
         );
@@ -190,7 +255,10 @@ impl Rig {
         let flows = dir.path().join("flows");
         std::fs::create_dir(&flows).map_err(|e| format!("create {}: {e}", flows.display()))?;
         let flow = workspace_root().join("config/flows/moloni-customers.toml");
-        let text = std::fs::read_to_string(&flow).map_err(|e| format!("read {}: {e}", flow.display()))?;
+        let mut text = std::fs::read_to_string(&flow).map_err(|e| format!("read {}: {e}", flow.display()))?;
+        if options.backfill_trigger {
+            text = text.replace("trigger = \"poll\"", "trigger = \"backfill\"");
+        }
         write(flows.join("moloni-customers.toml"), &text)?;
         Ok(Self {
             ghl,
@@ -255,6 +323,108 @@ impl Rig {
             ghl_writes: calls.writes(),
             peak_rss_kb,
         })
+    }
+}
+
+/// Two hosts on one PostgreSQL against one (run 4 of the module docs).
+struct ScaleOut<'a> {
+    server: &'a tokio::runtime::Runtime,
+    release: &'a Path,
+    tether: &'a Path,
+    admin_url: &'a str,
+}
+
+impl ScaleOut<'_> {
+    fn compare(&self, records: usize, ghl_limits: RateLimitConfig) -> Result<Value, String> {
+        let one = self.shared_backfill(records, ghl_limits.clone(), 0)?;
+        let two = self.shared_backfill(records, ghl_limits, 1)?;
+        eprintln!("backfill: shared on PostgreSQL, {records} records: one host {one}, two hosts {two}");
+        Ok(json!({
+            "records": records,
+            "one_host": one,
+            "two_hosts": two,
+            "speed_up": one["seconds"].as_f64().unwrap_or(0.0) / two["seconds"].as_f64().unwrap_or(f64::INFINITY),
+        }))
+    }
+
+    /// `tether backfill` with `helpers` `tether run` hosts beside it, on a fresh database: seconds
+    /// from the backfill's start until nothing is queued, and who wrote what.
+    fn shared_backfill(&self, records: usize, ghl_limits: RateLimitConfig, helpers: usize) -> Result<Value, String> {
+        let database = self
+            .server
+            .block_on(ScratchDatabase::create(self.admin_url, "tether_bench_scale"))?;
+        let result = self.measure_shared(&database.url, records, ghl_limits, helpers);
+        self.server.block_on(database.drop_it());
+        result
+    }
+
+    fn measure_shared(
+        &self,
+        state_url: &str,
+        records: usize,
+        ghl_limits: RateLimitConfig,
+        helpers: usize,
+    ) -> Result<Value, String> {
+        let options = RigOptions {
+            state_url: state_url.to_owned(),
+            ghl_limits,
+            backfill_trigger: true,
+        };
+        let rig = Rig::start(self.server, self.release, records, &options)?;
+        let config = rig.dir.path().join("tether.toml");
+        let hosts = (0..helpers)
+            .map(|_| {
+                let mut command = run_command(self.tether, &config, "127.0.0.1:0");
+                command.current_dir(rig.dir.path()).stderr(Stdio::null());
+                RunningHost::spawn(command)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let started = Instant::now();
+        let backfill = rig.backfill(self.tether, FIRST_WINDOW, None)?;
+        let store = self
+            .server
+            .block_on(Store::open(state_url))
+            .map_err(|e| format!("open {state_url}: {e}"))?;
+        let queued = || {
+            self.server.block_on(async {
+                let counts = store.flow_counts().await.map_err(|e| format!("flow counts: {e}"))?;
+                Ok::<_, String>(counts.iter().filter(|c| c.flow == FLOW).map(|c| c.pending).sum::<i64>())
+            })
+        };
+        while queued()? > 0 {
+            if started.elapsed() > SCALE_DRAIN_LIMIT {
+                return Err(format!(
+                    "{records} records still not delivered after {SCALE_DRAIN_LIMIT:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for host in hosts {
+            host.stop();
+        }
+        let contacts = rig.ghl.emulator.state()["contacts"].as_array().map_or(0, |cs| {
+            cs.iter()
+                .filter(|c| c["locationId"] == rig.ghl.credentials.location_id.as_str())
+                .count()
+        });
+        if contacts != records {
+            return Err(format!("GHL holds {contacts} contacts for {records} customers"));
+        }
+        let retries = self.server.block_on(async {
+            store
+                .events(Some(FLOW), Some(EventKind::Retry), 1_000_000)
+                .await
+                .map(|events| events.len())
+                .map_err(|e| format!("retry events: {e}"))
+        })?;
+        Ok(json!({
+            "hosts": helpers + 1,
+            "seconds": seconds,
+            "records_per_s": records as f64 / seconds,
+            "written_by_backfill": backfill.written,
+            "row_retries": retries,
+        }))
     }
 }
 

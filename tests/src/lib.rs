@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub mod host;
+pub mod postgres;
 
 /// The packages whose libraries are tether plugins, by crate name.
 pub const PLUGINS: &[&str] = &["tether-moloni", "tether-aroflo", "tether-mloflo"];

@@ -15,60 +15,12 @@ use sqlx::Connection;
 use support::ghl_flow::{contacts_of, emulator};
 use support::host_process::{eventually, RunningHost};
 use tether_core::store::{EventKind, Store};
+use tether_e2e::postgres::ScratchDatabase;
 use tether_e2e::{plugin_dir, tether_bin};
 use tether_sandbox::moloni::{self, MoloniConfig};
 use tether_sandbox::{FaultConfig, GhlConfig, RateLimitConfig};
 
 mod support;
-
-/// A database of its own under the server `TETHER_TEST_DATABASE_URL` names, dropped after.
-struct ScratchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    async fn create(admin_url: &str, prefix: &str) -> ScratchDatabase {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!("{prefix}_{nanos}");
-        let mut admin = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("connect to PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        // The hosts are what this test kills and races, not the database server: commits need
-        // not wait for the disk.
-        sqlx::query(&format!("ALTER DATABASE {name} SET synchronous_commit = off"))
-            .execute(&mut admin)
-            .await
-            .expect("tune database");
-        let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
-        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = if query.is_empty() {
-            format!("{server}/{name}")
-        } else {
-            format!("{server}/{name}?{query}")
-        };
-        ScratchDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-        }
-    }
-
-    async fn drop_it(self) {
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut admin)
-                .await;
-        }
-    }
-}
 
 fn admin_url_or_skip(test: &str) -> Option<String> {
     let url = std::env::var("TETHER_TEST_DATABASE_URL").ok();
@@ -86,7 +38,9 @@ fn three_hosts_share_a_backfill_and_write_each_record_once() {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let database = runtime.block_on(ScratchDatabase::create(&admin_url, "tether_two_hosts"));
+    let database = runtime
+        .block_on(ScratchDatabase::create(&admin_url, "tether_two_hosts"))
+        .expect("scratch database");
     // About four in five seeded contacts are in location A: ~5,000 to copy.
     let ghl = emulator(&runtime, 53, 6_250);
     // A little latency per call, like a real API, so the work takes long enough to share.
@@ -253,7 +207,9 @@ fn two_hosts_poll_a_flow_one_at_a_time_and_the_survivor_takes_over() {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let database = runtime.block_on(ScratchDatabase::create(&admin_url, "tether_poll_lease"));
+    let database = runtime
+        .block_on(ScratchDatabase::create(&admin_url, "tether_poll_lease"))
+        .expect("scratch database");
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let mut ghl_config = GhlConfig::seeded(67, 0);
     ghl_config.rate_limit = RateLimitConfig::disabled();

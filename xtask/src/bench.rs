@@ -123,6 +123,53 @@ fn load_process(name: &str, json: bool) -> Result<std::path::PathBuf, String> {
 
 /// Rows from `backfill.json`: throughput, writes on an unchanged re-run, calls per record, and
 /// the host's peak RSS per size (a run stopped at the time limit says so in its row).
+/// Two hosts on one PostgreSQL against one; `null` when the run had no PostgreSQL.
+fn scale_out_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
+    if report.is_null() {
+        return Ok(vec![Row {
+            name: "backfill, two hosts on PostgreSQL vs one".into(),
+            figure: "not measured: set TETHER_TEST_DATABASE_URL".into(),
+            target: "-",
+            met: None,
+        }]);
+    }
+    let number =
+        |value: &serde_json::Value, what: &str| value.as_f64().ok_or_else(|| format!("no number `scale_out.{what}`"));
+    let mut rows = Vec::new();
+    for (key, limits) in [("limits_off", "limits off"), ("ghl_limits", "GHL's real limits")] {
+        let case = &report[key];
+        let records = number(&case["records"], &format!("{key}.records"))?;
+        let speed_up = number(&case["speed_up"], &format!("{key}.speed_up"))?;
+        let one = number(
+            &case["one_host"]["records_per_s"],
+            &format!("{key}.one_host.records_per_s"),
+        )?;
+        let two = number(
+            &case["two_hosts"]["records_per_s"],
+            &format!("{key}.two_hosts.records_per_s"),
+        )?;
+        rows.push(Row {
+            name: format!("backfill, two hosts on PostgreSQL vs one, {limits}, {records} records"),
+            figure: format!("×{speed_up:.2} ({one:.1} → {two:.1} rec/s)"),
+            target: "-",
+            met: None,
+        });
+        let retries = number(
+            &case["two_hosts"]["row_retries"],
+            &format!("{key}.two_hosts.row_retries"),
+        )?;
+        if key == "ghl_limits" {
+            rows.push(Row {
+                name: "backfill, two hosts under GHL's limits: rows retried (429s)".into(),
+                figure: format!("{retries}"),
+                target: "0",
+                met: Some(retries == 0.0),
+            });
+        }
+    }
+    Ok(rows)
+}
+
 fn backfill_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
     let number = |value: &serde_json::Value, what: &str| value.as_f64().ok_or_else(|| format!("no number `{what}`"));
     let first = &report["first_run"];
@@ -213,6 +260,7 @@ fn backfill_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
             });
         }
     }
+    rows.extend(scale_out_rows(&report["scale_out"])?);
     Ok(rows)
 }
 
@@ -359,6 +407,22 @@ mod tests {
         assert_eq!(row("backfill peak RSS, largest").figure, "×2.00");
         assert_eq!(row("backfill peak RSS, largest").met, Some(false));
         assert!(backfill_rows(&serde_json::json!({})).is_err());
+        assert!(row("backfill, two hosts").figure.starts_with("not measured"));
+    }
+
+    #[test]
+    fn scale_out_rows_show_speed_up_and_judge_throttling() {
+        let case = |speed_up: f64, retries: u64| {
+            serde_json::json!({"records": 300, "speed_up": speed_up,
+                               "one_host": {"records_per_s": 10.0, "row_retries": 0},
+                               "two_hosts": {"records_per_s": 10.0 * speed_up, "row_retries": retries}})
+        };
+        let rows =
+            scale_out_rows(&serde_json::json!({"limits_off": case(1.5, 0), "ghl_limits": case(1.0, 4)})).expect("rows");
+        assert_eq!(rows[0].figure, "×1.50 (10.0 → 15.0 rec/s)");
+        assert!(rows[1].name.contains("GHL's real limits"), "{}", rows[1].name);
+        assert_eq!((rows[2].figure.as_str(), rows[2].met), ("4", Some(false)));
+        assert!(scale_out_rows(&serde_json::json!({"limits_off": {}})).is_err());
     }
 
     #[test]

@@ -322,12 +322,14 @@ impl Store {
         lease_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
+        // `+next_attempt_at` keeps SQLite off `outbox_due`: through it, every claim read and sorted
+        // all due rows of every flow; through `outbox_claim` it stops after `limit` rows in id order.
         let rows: Vec<ClaimedRow> = dialect!(self, |pool, sql| {
             sqlx::query_as(&sql(
                 "UPDATE outbox SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1, updated_at = ? \
                  WHERE id IN ( \
                    SELECT o.id FROM outbox o \
-                   WHERE o.flow = ? AND o.status = 'pending' AND o.next_attempt_at <= ? \
+                   WHERE o.flow = ? AND o.status = 'pending' AND +o.next_attempt_at <= ? \
                      AND (o.claimed_until IS NULL OR o.claimed_until < ?) \
                      AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.flow = o.flow AND p.source_id = o.source_id \
                                      AND p.status = 'pending' AND p.id < o.id) \

@@ -159,7 +159,7 @@ pub async fn create(State(emu): State<Arc<Inner>>, Extension(ctx): Extension<Aut
     }
     let out = c.created_json();
     let ev = c.webhook_json("ContactCreate");
-    st.contacts.insert(c.id.clone(), c);
+    st.contacts.insert(c);
     drop(st);
     emu.emit(ev);
     created(json!({ "contact": out }))
@@ -186,7 +186,7 @@ pub async fn update(
     c.date_updated = emu.clock.now();
     let out = c.json();
     let events = update_events(&c, ch);
-    st.contacts.insert(c.id.clone(), c);
+    st.contacts.insert(c);
     drop(st);
     emu.emit_all(events);
     ok(json!({ "succeded": true, "contact": out }))
@@ -235,13 +235,13 @@ pub async fn upsert(State(emu): State<Arc<Inner>>, Extension(ctx): Extension<Aut
             c.date_updated = emu.clock.now();
             let out = c.json();
             let ev = update_events(&c, ch);
-            st.contacts.insert(c.id.clone(), c);
+            st.contacts.insert(c);
             (false, out, ev)
         }
         None => {
             let out = probe.json();
             let ev = vec![probe.webhook_json("ContactCreate")];
-            st.contacts.insert(probe.id.clone(), probe);
+            st.contacts.insert(probe);
             (true, out, ev)
         }
     };
@@ -441,7 +441,7 @@ async fn change_tags(
         c.date_updated = emu.clock.now();
         c.webhook_json("ContactTagUpdate")
     });
-    st.contacts.insert(c.id.clone(), c);
+    st.contacts.insert(c);
     drop(st);
     if let Some(ev) = ev {
         emu.emit(ev);

@@ -219,7 +219,7 @@ pub fn build(config: &GhlConfig, rng: &mut StdRng) -> Seeded {
                 date_added: updated,
             });
         }
-        store.contacts.insert(contact.id.clone(), contact);
+        store.contacts.insert(contact);
     }
     Seeded {
         store,

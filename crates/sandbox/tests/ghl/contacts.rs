@@ -274,6 +274,40 @@ async fn duplicate_rule_on_create() {
         .post("/contacts/", json!({"locationId": e.loc(), "email": "ann@example.com"}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    let later = r.body["contact"]["id"].as_str().unwrap_or_default().to_string();
+
+    // With duplicates refused again, an upsert finds the oldest holder of the email; once
+    // that one is deleted, the next oldest; once both are, none.
+    e.admin(
+        Method::PUT,
+        "/_sandbox/settings",
+        Some(json!({"allowDuplicateContact": false})),
+    )
+    .await;
+    let upsert = json!({"locationId": e.loc(), "email": "Ann@Example.com"});
+    let r = e.post("/contacts/upsert", upsert.clone()).await;
+    assert_eq!(
+        (r.body["new"].clone(), r.body["contact"]["id"].clone()),
+        (json!(false), json!(first))
+    );
+    assert_eq!(
+        e.delete(&format!("/contacts/{first}"), None).await.status,
+        StatusCode::OK
+    );
+    let r = e.post("/contacts/upsert", upsert.clone()).await;
+    assert_eq!(
+        (r.body["new"].clone(), r.body["contact"]["id"].clone()),
+        (json!(false), json!(later))
+    );
+    // A contact that changes its email no longer holds the old one.
+    assert_eq!(
+        e.put(&format!("/contacts/{later}"), json!({"email": "ann.lee@example.com"}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = e.post("/contacts/upsert", upsert).await;
+    assert_eq!(r.body["new"], true, "{}", r.body);
 }
 
 #[tokio::test]
