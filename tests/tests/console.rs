@@ -292,6 +292,14 @@ fn dead_ids(page: &str) -> Vec<String> {
 #[test]
 fn beyond_loopback_the_console_needs_the_token_and_its_buttons_the_csrf_token() {
     let rig = rig(62, 2, &format!("[dashboard]\ntoken = \"{TOKEN}\"\n"));
+    // A switched-off copy of the flow: never run, still listed on the overview.
+    let flows = rig.dir.path().join("flows");
+    let example = std::fs::read_to_string(flows.join("moloni-customers.toml")).expect("flow");
+    std::fs::write(
+        flows.join("moloni-customers-off.toml"),
+        format!("enabled = false\n{example}"),
+    )
+    .expect("disabled flow");
     // Every write fails: both customers end as dead letters.
     rig.fail_every_ghl_call(true);
     let host = RunningHost::start_on(&rig.config(), "0.0.0.0:0", &["--idle-ms", "200"]);
@@ -320,6 +328,16 @@ fn beyond_loopback_the_console_needs_the_token_and_its_buttons_the_csrf_token() 
         .expect("GET");
     assert_eq!(page.status(), 401);
     assert!(page.text().expect("body").contains("Sign in"));
+    let overview = get("/", Some(&bearer)).text().expect("overview");
+    let state_of = |flow: &str| {
+        let row = overview
+            .split("<tr data-flow=")
+            .find(|row| row.starts_with(&format!("\"{flow}\"")))
+            .unwrap_or_else(|| panic!("no row for {flow} in {overview}"));
+        row.contains(">disabled</td>")
+    };
+    assert!(state_of("moloni-customers-off"), "{overview}");
+    assert!(!state_of("moloni-customers"), "{overview}");
     // Health stays open for load balancers.
     assert_eq!(get("/healthz", None).status(), 200);
 

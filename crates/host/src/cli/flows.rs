@@ -87,13 +87,7 @@ pub(super) fn check_all(config: &Config) -> Result<Checked, CliError> {
     }
 
     let mut flows = Vec::new();
-    for path in flow_files(&config.flows_dir)? {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| CliError::new(Exit::Usage, format!("cannot read flow file {}: {e}", path.display())))?;
+    for FlowText { name, path, text } in flow_texts(&config.flows_dir)? {
         match Flow::load(&name, &path, &text, &instances) {
             Ok(flow) => flows.push(flow),
             Err(errors) => problems.extend(errors.iter().map(ConfigError::to_string)),
@@ -110,8 +104,31 @@ pub(super) fn check_all(config: &Config) -> Result<Checked, CliError> {
     })
 }
 
+/// A flow file as read: the flow's name is the file's stem.
+pub(super) struct FlowText {
+    pub name: String,
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Every flow file's name, path and text, in name order.
+pub(super) fn flow_texts(dir: &Path) -> Result<Vec<FlowText>, CliError> {
+    flow_files(dir)?
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| CliError::new(Exit::Usage, format!("cannot read flow file {}: {e}", path.display())))?;
+            Ok(FlowText { name, path, text })
+        })
+        .collect()
+}
+
 /// The flow files, in name order. A missing flows folder holds no flows.
-pub(super) fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+fn flow_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -34,6 +34,8 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
         .iter()
         .map(|f| flow::relations(&prepared.checked.flows, f))
         .collect();
+    // The dashboard lists every flow, a disabled one marked so.
+    let flow_infos: Vec<FlowInfo> = prepared.checked.flows.iter().map(FlowInfo::of).collect();
     // A flow with `enabled = false` gets no poller, no workers and no webhook intake; its
     // connectors are not even opened.
     let (enabled, relations): (Vec<_>, Vec<_>) = std::mem::take(&mut prepared.checked.flows)
@@ -43,7 +45,6 @@ pub fn run(config: &Config, args: &RunArgs) -> Result<Exit, CliError> {
     let disabled: Vec<String> = relations.into_iter().map(|(f, _)| f.name).collect();
     let (enabled_flows, relations): (Vec<_>, Vec<_>) = enabled.into_iter().unzip();
     prepared.checked.flows = enabled_flows;
-    let flow_infos: Vec<FlowInfo> = prepared.checked.flows.iter().map(FlowInfo::of).collect();
     let names: Vec<String> = prepared.checked.flows.iter().map(|f| f.name.clone()).collect();
     // One instance per configured connector, shared by its flows: one token, one rate budget.
     let mut instances: std::collections::BTreeMap<String, Arc<dyn tether_abi::Connector>> = Default::default();

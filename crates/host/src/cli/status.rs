@@ -75,13 +75,7 @@ pub fn run(config: &Config, json: bool) -> Result<Exit, CliError> {
 
 /// Flows whose file sets `enabled = false` are marked, and listed even with nothing stored yet.
 fn mark_disabled(config: &Config, flows: &mut Vec<report::FlowStatus>) -> Result<(), CliError> {
-    for path in super::flows::flow_files(&config.flows_dir)? {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| CliError::new(Exit::Usage, format!("cannot read flow file {}: {e}", path.display())))?;
+    for super::flows::FlowText { name, text, .. } in super::flows::flow_texts(&config.flows_dir)? {
         if tether_core::flow::declared_enabled(&text) != Some(false) {
             continue;
         }

@@ -117,6 +117,7 @@ mod tests {
             target_system: "ghl/contact".into(),
             action: "contact.upsert".into(),
             trigger: "poll".into(),
+            enabled: true,
         };
         let event = EventRow {
             id: 1,

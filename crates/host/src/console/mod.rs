@@ -45,6 +45,8 @@ pub struct FlowInfo {
     pub target_system: String,
     pub action: String,
     pub trigger: String,
+    /// `enabled = false` in its file: listed with its history, never run.
+    pub enabled: bool,
 }
 
 impl FlowInfo {
@@ -66,6 +68,7 @@ impl FlowInfo {
             target_system: flow.target_system(),
             action: flow.action.clone(),
             trigger,
+            enabled: flow.enabled,
         }
     }
 }
@@ -269,6 +272,7 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
             let dead_letters = status.map_or(0, |s| s.dead_letters);
             FlowRow {
                 state: match (&error, queued, dead_letters) {
+                    _ if !info.enabled => "disabled",
                     (Some(_), _, _) => "failing",
                     (None, 0, 0) => "ok",
                     (None, 0, _) => "dead letters",
