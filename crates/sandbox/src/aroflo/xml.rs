@@ -41,8 +41,20 @@ fn entity(name: &str) -> Option<char> {
     })
 }
 
-/// Parses a document into its root element.
+/// XML 1.0's `Char` production; `char` already excludes surrogates.
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Parses a document into its root element. Like a conforming parser (and AroFlo), it refuses a
+/// character XML 1.0 forbids anywhere, even inside CDATA; quick-xml alone would let it through.
 pub fn parse(xml: &str) -> Result<Element, String> {
+    if let Some((at, c)) = xml.char_indices().find(|(_, c)| !xml_char(*c)) {
+        return Err(format!(
+            "malformed XML: character U+{:04X} at byte {at} is not allowed",
+            c as u32
+        ));
+    }
     let mut reader = Reader::from_str(xml);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -125,5 +137,8 @@ mod tests {
         assert_eq!(note.text_of("content").as_deref(), Some("a < b & c"));
         assert_eq!(task.text_of("empty").as_deref(), Some(""));
         assert!(parse("<a><b></a>").is_err());
+        let refused = parse("<a><b><![CDATA[bell \u{7}]]></b></a>").expect_err("U+0007 refused");
+        assert!(refused.contains("U+0007"), "{refused}");
+        assert!(parse("<a><b>tab\tand\r\nline</b></a>").is_ok());
     }
 }
