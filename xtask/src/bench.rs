@@ -121,8 +121,6 @@ fn load_process(name: &str, json: bool) -> Result<std::path::PathBuf, String> {
     Ok(file)
 }
 
-/// Rows from `backfill.json`: throughput, writes on an unchanged re-run, calls per record, and
-/// the host's peak RSS per size (a run stopped at the time limit says so in its row).
 /// Two hosts on one PostgreSQL against one; `null` when the run had no PostgreSQL.
 fn scale_out_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
     if report.is_null() {
@@ -154,11 +152,11 @@ fn scale_out_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
             target: "-",
             met: None,
         });
-        let retries = number(
-            &case["two_hosts"]["row_retries"],
-            &format!("{key}.two_hosts.row_retries"),
-        )?;
         if key == "ghl_limits" {
+            let retries = number(
+                &case["two_hosts"]["row_retries"],
+                &format!("{key}.two_hosts.row_retries"),
+            )?;
             rows.push(Row {
                 name: "backfill, two hosts under GHL's limits: rows retried (429s)".into(),
                 figure: format!("{retries}"),
@@ -170,6 +168,8 @@ fn scale_out_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// Rows from `backfill.json`: throughput, writes on an unchanged re-run, calls per record, and
+/// the host's peak RSS per size (a run stopped at the time limit says so in its row).
 fn backfill_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
     let number = |value: &serde_json::Value, what: &str| value.as_f64().ok_or_else(|| format!("no number `{what}`"));
     let first = &report["first_run"];
