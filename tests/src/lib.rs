@@ -51,11 +51,41 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// A `cargo` command run in the workspace with the environment of the shell that started us.
+///
+/// Cargo sets `CARGO_MANIFEST_DIR`, `CARGO_PKG_*` and the like for the test, bench or xtask it
+/// runs. A nested cargo would pass them on to build scripts, and `ring`'s build script reruns
+/// when `CARGO_MANIFEST_DIR` changes: every nested build would then rebuild `ring`, `rustls`,
+/// `reqwest` and all above them, and the next build from a shell would rebuild them back.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_for_the_running_crate = name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if set_for_the_running_crate {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Builds packages with cargo; returns the folder holding their artifacts.
 pub fn cargo_build(profile: Profile, packages: &[&str]) -> Result<PathBuf, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
-    command.arg("build").current_dir(workspace_root());
+    let mut command = cargo();
+    command.arg("build");
     if profile == Profile::Release {
         command.arg("--release");
     }

@@ -31,8 +31,7 @@ fn checkout() -> &'static Path {
 fn built_here() -> &'static Path {
     static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, dir) = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let output = Command::new(cargo)
+        let output = tether_e2e::cargo()
             .args(["build", "-p", "tether", "-p", "tether-aroflo"])
             .current_dir(checkout())
             .output()

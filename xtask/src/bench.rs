@@ -2,9 +2,9 @@
 //! target and the machine's core count. The criterion benches (`boundary`, `mapping`), then the `ghl_rate`,
 //! `backfill` and `webhook_intake` load processes, which write `target/bench/<name>.json`.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use tether_e2e::{target_dir, workspace_root};
+use tether_e2e::target_dir;
 
 /// Peak RSS of the host must stay under this at every size.
 const RSS_LIMIT_MB: f64 = 100.0;
@@ -317,12 +317,8 @@ fn intake_rows(report: &serde_json::Value) -> Result<Vec<Row>, String> {
 /// `cargo bench -p tether-e2e ARGS`. With `--json` the benches' own output goes to stderr, so
 /// stdout holds only the JSON document.
 pub(crate) fn cargo_bench(args: &[&str], json: bool) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
-    command
-        .args(["bench", "-p", "tether-e2e"])
-        .args(args)
-        .current_dir(workspace_root());
+    let mut command = tether_e2e::cargo();
+    command.args(["bench", "-p", "tether-e2e"]).args(args);
     if json {
         command.stdout(Stdio::from(std::io::stderr()));
     }
