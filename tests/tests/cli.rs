@@ -171,3 +171,40 @@ async fn get_with_token(url: &str, token: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON body"))
 }
+
+/// `tether --help` lists every command of the contract (shared/design/CLI.md), each with its own
+/// one-line summary: a doc comment on the wrong variant would describe one command as another.
+#[test]
+fn help_summarises_each_command_as_itself() {
+    let output = tether(&["--help"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let help = String::from_utf8_lossy(&output.stdout);
+    let summary = |command: &str| -> String {
+        help.lines()
+            .map(str::trim_start)
+            .find_map(|line| line.strip_prefix(command).filter(|rest| rest.starts_with(' ')))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("`{command}` is not in `tether --help`:\n{help}"))
+    };
+    for (command, says) in [
+        ("plugins", "plugin library"),
+        ("catalog", "trigger and action"),
+        ("check", "file:line:col"),
+        ("test", "fixture tests"),
+        ("run", "long-running host"),
+        ("sync", "One pass of a flow"),
+        ("backfill", "date windows"),
+        ("dry-run", ""),
+        ("status", ""),
+        ("dlq", ""),
+        ("auth", ""),
+        ("sandbox", ""),
+    ] {
+        let line = summary(command);
+        assert!(!line.is_empty(), "`{command}` has no summary in `tether --help`");
+        assert!(
+            line.contains(says),
+            "`{command}`'s summary is `{line}`, which does not say `{says}`"
+        );
+    }
+}

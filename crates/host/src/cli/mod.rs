@@ -69,7 +69,6 @@ pub enum Command {
         /// Only this flow's tests.
         flow: Option<String>,
     },
-    /// One pass of a flow now: poll its source, deliver what is due, then exit.
     /// The long-running host: pollers, schedules, delivery workers, the webhook server.
     Run {
         /// Where the webhook server listens (port 0: any free port, printed at start).
@@ -86,6 +85,7 @@ pub enum Command {
         #[arg(long, default_value_t = 60_000, value_name = "MS")]
         poll_lease_ms: u64,
     },
+    /// One pass of a flow now: poll its source, deliver what is due, then exit.
     Sync {
         flow: String,
         #[arg(long)]
