@@ -365,6 +365,22 @@ source = "'moloni'"
         Some(pids[survivor]),
         "the survivor holds the lease ({taken_over})"
     );
+    // Arrival is not the end: the survivor re-reads from the stored cursor, and what it queued
+    // again (unchanged, so no GHL write) must be delivered before it stops.
+    let drained = || {
+        runtime.block_on(async {
+            let store = Store::open(&database.url).await.expect("store");
+            let counts = store.flow_counts().await.expect("counts");
+            counts
+                .iter()
+                .find(|c| c.flow == "moloni-customers")
+                .is_none_or(|c| c.pending == 0)
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(60), drained),
+        "the survivor delivers everything queued"
+    );
     if let Some(host) = hosts[survivor].take() {
         assert_eq!(host.stop(), Some(0));
     }
@@ -395,6 +411,23 @@ source = "'moloni'"
         .iter()
         .find(|c| c.flow == "moloni-customers")
         .expect("flow counts");
-    assert_eq!((flow.pending, flow.dead), (0, 0), "nothing left queued or dead");
+    if (flow.pending, flow.dead) != (0, 0) {
+        // id, source id, status, claimed by, attempts, last error
+        type LeftRow = (i64, String, String, Option<String>, i64, Option<String>);
+        let left: Vec<LeftRow> = runtime.block_on(async {
+            let mut db = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+            sqlx::query_as(
+                "SELECT id, source_id, status, claimed_by, attempts, last_error FROM outbox \
+                 WHERE flow = 'moloni-customers' AND status <> 'done' ORDER BY id",
+            )
+            .fetch_all(&mut db)
+            .await
+            .expect("rows left")
+        });
+        panic!(
+            "nothing should be left queued or dead, but {} pending and {} dead (host pids {pids:?}): {left:#?}",
+            flow.pending, flow.dead
+        );
+    }
     runtime.block_on(database.drop_it());
 }

@@ -20,13 +20,18 @@ use tether_abi::{
 };
 
 use crate::flow::{ConflictPolicy, Flow, Relations};
-use crate::store::{Claimed, EventKind, LinkKey, LinkRow, LinkSide, NewEvent, Outcome, Store, StoreError};
+use crate::store::{
+    Claimed, CommitError, EventKind, Finish, GroupCommit, LinkKey, LinkRow, LinkSide, NewEvent, Outcome, Store,
+    StoreError,
+};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     #[error("reading `{stream}` failed: {error}")]
     Source { stream: String, error: ConnectorError },
 }
@@ -132,6 +137,9 @@ pub struct FlowRun<'a> {
     pub relations: &'a Relations,
     pub source: Arc<dyn Connector>,
     pub store: &'a Store,
+    /// Where delivery results go when several tasks deliver at once (`tether run`): committed
+    /// together, one disk sync for many. Without it each result is its own transaction.
+    pub commits: Option<&'a GroupCommit>,
     /// Backfill writes yield a shared rate budget to live ones.
     pub priority: Priority,
     pub retry: RetryPolicy,
@@ -481,9 +489,22 @@ impl FlowRun<'_> {
                     Outcome::Paused { error, .. } => report.paused = Some(error.clone()),
                     Outcome::Delivered { .. } => {}
                 }
-                self.store
-                    .finish_recording(row.id, worker, &outcome, &events, (self.clock)())
-                    .await?;
+                let finish = Finish {
+                    id: row.id,
+                    worker: worker.to_owned(),
+                    outcome: outcome.clone(),
+                    events,
+                };
+                match self.commits {
+                    Some(commits) => {
+                        commits.finish(finish).await?;
+                    }
+                    None => {
+                        self.store
+                            .commit(&[], std::slice::from_ref(&finish), (self.clock)())
+                            .await?;
+                    }
+                }
                 telemetry::row_finished(
                     &self.flow.name,
                     &outcome,

@@ -208,6 +208,7 @@ async fn each_policy_decides_a_race_between_both_sides() {
             relations: &relations,
             source: Arc::new(Recorder::default()),
             store: &store,
+            commits: None,
             priority: Priority::Live,
             retry: RetryPolicy::default(),
             clock: &|| 10,

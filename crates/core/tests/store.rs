@@ -239,6 +239,26 @@ async fn linked_ids_page_through_one_side_of_a_pair_of_systems() {
     .await;
 }
 
+/// A page larger than one INSERT statement holds: every row is queued once, and the same page
+/// again is all duplicates, whichever statement each row was in.
+#[tokio::test]
+async fn a_page_larger_than_one_statement_is_queued_whole() {
+    each_store(async |store, dialect| {
+        let flow = unique("big-page");
+        let page: Vec<Record> = (0..1_234)
+            .map(|i| record(&format!("r{i}"), Some(&format!("e{i}")), "Ana"))
+            .collect();
+        let queued = store.enqueue(&flow, &page, None, 10).await.expect("enqueue");
+        assert_eq!((queued.inserted, queued.duplicates), (1_234, 0), "{dialect}");
+        let again = store.enqueue(&flow, &page[1_000..], None, 11).await.expect("enqueue");
+        assert_eq!((again.inserted, again.duplicates), (0, 234), "{dialect}");
+        let counts = store.flow_counts().await.expect("counts");
+        let pending = counts.iter().find(|c| c.flow == flow).map_or(0, |c| c.pending);
+        assert_eq!(pending, 1_234, "{dialect}");
+    })
+    .await;
+}
+
 /// Group commit: several webhooks in one transaction, each with its own queue rows and log line;
 /// an event id seen earlier in the same batch is a duplicate, as it would be across batches.
 #[tokio::test]
@@ -307,6 +327,168 @@ async fn an_intake_batch_queues_and_logs_each_webhook() {
         let counts = store.flow_counts().await.expect("counts");
         let pending = |flow: &str| counts.iter().find(|c| c.flow == flow).map_or(0, |c| c.pending);
         assert_eq!((pending(&contacts), pending(&tasks)), (2, 2), "{dialect}");
+    })
+    .await;
+}
+
+/// Webhooks and delivery results in one transaction: each finish says whether the row was still
+/// its worker's, and one that was not changes nothing (its events are not recorded either).
+#[tokio::test]
+async fn one_commit_stores_webhooks_and_delivery_results() {
+    use tether_core::store::{EventKind, Finish, IntakeWrite, NewEvent, WebhookLogRow};
+    each_store(async |store, dialect| {
+        let flow = unique("commit-both");
+        let page = [record("1", Some("x1"), "Ana"), record("2", Some("x2"), "Rui")];
+        store.enqueue(&flow, &page, None, 1).await.expect("enqueue");
+        let claimed = store.claim(&flow, "w", 10, 60_000, 2).await.expect("claim");
+        assert_eq!(claimed.len(), 2, "{dialect}");
+        let event = |source_id: &str| NewEvent {
+            flow: flow.clone(),
+            source_id: source_id.into(),
+            target_id: None,
+            kind: EventKind::Dead,
+            detail: Some("refused".into()),
+        };
+        let finishes = [
+            Finish {
+                id: claimed[0].id,
+                worker: "w".into(),
+                outcome: Outcome::Delivered { link: None },
+                events: vec![event("1")],
+            },
+            // Not this worker's row: as if its lease had run out and another had taken it.
+            Finish {
+                id: claimed[1].id,
+                worker: "another".into(),
+                outcome: Outcome::Dead {
+                    error: "refused".into(),
+                },
+                events: vec![event("2")],
+            },
+        ];
+        let intake = [IntakeWrite {
+            queue: vec![(
+                flow.clone(),
+                vec![record("3", Some("x3"), "Eva"), record("1", Some("x1"), "Ana")],
+            )],
+            log: WebhookLogRow {
+                id: 0,
+                received_at: 3,
+                connector: flow.clone(),
+                event_types: "ContactCreate".into(),
+                verdict: "verified".into(),
+                status: 200,
+                queued: -1,
+                detail: None,
+            },
+        }];
+        let committed = store.commit(&intake, &finishes, 3).await.expect("commit");
+        assert_eq!(
+            committed.intake,
+            vec![vec![Queued {
+                inserted: 1,
+                duplicates: 1
+            }]],
+            "{dialect}"
+        );
+        assert_eq!(committed.finished, vec![true, false], "{dialect}");
+        let counts = store.flow_counts().await.expect("counts");
+        let count = counts.iter().find(|c| c.flow == flow).expect("the flow's counts");
+        assert_eq!((count.done, count.pending, count.dead), (1, 2, 0), "{dialect}");
+        let events: Vec<String> = store
+            .events(Some(&flow), None, 100)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.source_id)
+            .collect();
+        assert_eq!(
+            events,
+            vec!["1".to_owned()],
+            "a finish that was not ours records nothing ({dialect})"
+        );
+    })
+    .await;
+}
+
+/// Many tasks writing at once through one group commit: each gets its own answer, and every
+/// write is stored once.
+#[tokio::test]
+async fn a_group_commit_answers_every_writer() {
+    use std::sync::Arc;
+    use tether_core::store::{Finish, GroupCommit, IntakeWrite, WebhookLogRow};
+    each_store(async |store, dialect| {
+        let flow = unique("group");
+        let page: Vec<Record> = (0..40).map(|i| record(&format!("p{i}"), None, "Ana")).collect();
+        store.enqueue(&flow, &page, None, 1).await.expect("enqueue");
+        let claimed = store.claim(&flow, "w", 40, 60_000, 2).await.expect("claim");
+        let commits = Arc::new(GroupCommit::new(store.clone(), Arc::new(|| 5)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, row) in claimed.iter().enumerate() {
+            let (commits, id) = (Arc::clone(&commits), row.id);
+            // Every fourth finish names a worker that does not hold the row.
+            let worker = if i % 4 == 0 { "stranger" } else { "w" };
+            tasks.spawn(async move {
+                let ours = commits
+                    .finish(Finish {
+                        id,
+                        worker: worker.into(),
+                        outcome: Outcome::Delivered { link: None },
+                        events: Vec::new(),
+                    })
+                    .await
+                    .expect("finish");
+                (format!("finish {i}"), usize::from(ours))
+            });
+        }
+        for i in 0..60 {
+            let (commits, flow) = (Arc::clone(&commits), flow.clone());
+            tasks.spawn(async move {
+                let queued = commits
+                    .intake(IntakeWrite {
+                        // Webhooks 0..30 twice over: the second of each pair is a duplicate.
+                        queue: vec![(
+                            flow.clone(),
+                            vec![record(&format!("h{i}"), Some(&format!("ev{}", i % 30)), "Rui")],
+                        )],
+                        log: WebhookLogRow {
+                            id: 0,
+                            received_at: 5,
+                            connector: flow,
+                            event_types: "ContactCreate".into(),
+                            verdict: "verified".into(),
+                            status: 200,
+                            queued: -1,
+                            detail: None,
+                        },
+                    })
+                    .await
+                    .expect("intake");
+                (format!("webhook {i}"), queued[0].inserted)
+            });
+        }
+        let mut finished_ours = 0;
+        let mut webhooks_queued = 0;
+        while let Some(answer) = tasks.join_next().await {
+            let (what, n) = answer.expect("task");
+            if what.starts_with("finish") {
+                finished_ours += n;
+            } else {
+                webhooks_queued += n;
+            }
+        }
+        assert_eq!((finished_ours, webhooks_queued), (30, 30), "{dialect}");
+        let counts = store.flow_counts().await.expect("counts");
+        let count = counts.iter().find(|c| c.flow == flow).expect("the flow's counts");
+        assert_eq!((count.done, count.pending), (30, 10 + 30), "{dialect}");
+        let logged = store.webhook_log(10_000).await.expect("log");
+        let lines: Vec<i64> = logged
+            .iter()
+            .filter(|w| w.connector == flow)
+            .map(|w| w.queued)
+            .collect();
+        assert_eq!(lines.len(), 60, "a log line per webhook ({dialect})");
+        assert_eq!(lines.iter().sum::<i64>(), 30, "{dialect}");
     })
     .await;
 }

@@ -21,11 +21,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::engine::{FlowRun, RetryPolicy, SyncReport};
 use crate::flow::{Flow, Relations, Trigger};
-use crate::store::{IntakeWrite, Store, WebhookLogRow};
-
-mod group_commit;
-
-use group_commit::{CommitError, GroupCommit};
+use crate::store::{CommitError, GroupCommit, IntakeWrite, Store, WebhookLogRow};
 
 /// A flow ready to run: its connectors opened.
 pub struct FlowSlot {
@@ -59,7 +55,8 @@ pub struct Scheduler {
     wake: Vec<Notify>,
     settings: SchedulerSettings,
     clock: Clock,
-    intake: GroupCommit,
+    /// Webhooks taken in and delivery results, committed together.
+    commits: GroupCommit,
 }
 
 /// What became of one webhook.
@@ -86,7 +83,7 @@ impl Scheduler {
     pub fn new(store: Store, slots: Vec<FlowSlot>, settings: SchedulerSettings, clock: Clock) -> Arc<Scheduler> {
         let wake = slots.iter().map(|_| Notify::new()).collect();
         Arc::new(Scheduler {
-            intake: GroupCommit::new(store.clone(), Arc::clone(&clock)),
+            commits: GroupCommit::new(store.clone(), Arc::clone(&clock)),
             store,
             slots,
             wake,
@@ -122,6 +119,7 @@ impl Scheduler {
             relations: &slot.relations,
             source: Arc::clone(&slot.source),
             store: &self.store,
+            commits: Some(&self.commits),
             priority,
             retry: self.settings.retry,
             clock: &*self.clock,
@@ -297,8 +295,8 @@ impl Scheduler {
             Err(error) if error.kind == ErrorKind::Conflict => {
                 entry.verdict = "duplicate".into();
                 entry.detail = Some(error.message);
-                self.intake
-                    .commit(IntakeWrite {
+                self.commits
+                    .intake(IntakeWrite {
                         queue: Vec::new(),
                         log: entry,
                     })
@@ -310,8 +308,8 @@ impl Scheduler {
                 entry.verdict = if refused { "refused" } else { "invalid" }.into();
                 entry.status = if refused { 401 } else { 400 };
                 entry.detail = Some(error.message.clone());
-                self.intake
-                    .commit(IntakeWrite {
+                self.commits
+                    .intake(IntakeWrite {
                         queue: Vec::new(),
                         log: entry,
                     })
@@ -343,7 +341,7 @@ impl Scheduler {
                 woken.push(index);
             }
         }
-        let queued = self.intake.commit(IntakeWrite { queue, log: entry }).await?;
+        let queued = self.commits.intake(IntakeWrite { queue, log: entry }).await?;
         let (mut rows, mut duplicates) = (0, 0);
         for (index, queued) in woken.into_iter().zip(queued) {
             rows += queued.inserted;

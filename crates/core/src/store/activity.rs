@@ -3,25 +3,30 @@
 
 use super::{dialect, Store, StoreError};
 
-pub(super) const INSERT_WEBHOOK_LOG: &str =
-    "INSERT INTO webhook_log (received_at, connector, event_types, verdict, status, queued, detail) \
-     VALUES (?, ?, ?, ?, ?, ?, ?)";
-
-/// Binds a [`WebhookLogRow`] to [`INSERT_WEBHOOK_LOG`] (a macro: the query's type differs per
-/// dialect).
-macro_rules! bind_webhook_log {
-    ($query:expr, $entry:expr) => {
-        $query
-            .bind($entry.received_at)
-            .bind(&$entry.connector)
-            .bind(&$entry.event_types)
-            .bind(&$entry.verdict)
-            .bind($entry.status)
-            .bind($entry.queued)
-            .bind(&$entry.detail)
+/// Inserts webhook-log lines (`$entries`, a slice of [`WebhookLogRow`]) with one statement per
+/// [`ROWS_PER_INSERT`](super::ROWS_PER_INSERT) lines, through executor `$executor`. A macro: the
+/// query's type differs per dialect.
+macro_rules! insert_webhook_logs {
+    ($executor:expr, $entries:expr) => {
+        for chunk in $entries.chunks($crate::store::ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO webhook_log (received_at, connector, event_types, verdict, status, queued, detail) ",
+            );
+            insert.push_values(chunk, |mut values, entry| {
+                values
+                    .push_bind(entry.received_at)
+                    .push_bind(&entry.connector)
+                    .push_bind(&entry.event_types)
+                    .push_bind(&entry.verdict)
+                    .push_bind(entry.status)
+                    .push_bind(entry.queued)
+                    .push_bind(&entry.detail);
+            });
+            insert.build().execute($executor).await?;
+        }
     };
 }
-pub(super) use bind_webhook_log;
+pub(super) use insert_webhook_logs;
 
 /// What an event says happened to a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +152,7 @@ impl Store {
     }
 
     pub async fn flow_runs(&self) -> Result<Vec<FlowRunRow>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT flow, last_run_at, last_ok_at, last_error, last_error_at FROM flow_runs ORDER BY flow",
             ))
@@ -164,7 +169,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
         let kind = kind.map(EventKind::as_str);
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT id, at, flow, source_id, target_id, kind, detail FROM events \
                  WHERE (? IS NULL OR flow = ?) AND (? IS NULL OR kind = ?) ORDER BY id DESC LIMIT ?",
@@ -181,7 +186,7 @@ impl Store {
 
     /// The newest events first whose source or target record is `id`.
     pub async fn events_of_record(&self, id: &str, limit: i64) -> Result<Vec<EventRow>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT id, at, flow, source_id, target_id, kind, detail FROM events \
                  WHERE source_id = ? OR target_id = ? ORDER BY id DESC LIMIT ?",
@@ -196,7 +201,7 @@ impl Store {
 
     /// Events per flow and kind since `since_ms`.
     pub async fn event_counts_since(&self, since_ms: i64) -> Result<Vec<EventCount>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT flow, kind, COUNT(*) AS count FROM events WHERE at >= ? GROUP BY flow, kind ORDER BY flow, kind",
             ))
@@ -208,7 +213,7 @@ impl Store {
 
     /// Every link with record `id` of `system` on either side.
     pub async fn links_touching(&self, system: &str, id: &str) -> Result<Vec<LinkEdge>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT source, source_id, target, target_id, parent_id, updated_at FROM links \
                  WHERE (source = ? AND source_id = ?) OR (target = ? AND target_id = ?) ORDER BY source, target",
@@ -224,7 +229,7 @@ impl Store {
 
     /// The systems in which some link has a record `id`, on either side.
     pub async fn systems_of_id(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = dialect!(self, |pool, sql| {
+        let rows: Vec<(String,)> = dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT source FROM links WHERE source_id = ? UNION SELECT target FROM links WHERE target_id = ?",
             ))
@@ -238,7 +243,7 @@ impl Store {
 
     /// The links of records written under parent `parent_id` (a contact's tasks and notes).
     pub async fn links_under(&self, parent_id: &str, limit: i64) -> Result<Vec<LinkEdge>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT source, source_id, target, target_id, parent_id, updated_at FROM links \
                  WHERE parent_id = ? ORDER BY updated_at DESC LIMIT ?",
@@ -252,16 +257,14 @@ impl Store {
 
     pub async fn log_webhook(&self, entry: &WebhookLogRow) -> Result<(), StoreError> {
         dialect!(self, |pool, sql| {
-            bind_webhook_log!(sqlx::query(&sql(INSERT_WEBHOOK_LOG)), entry)
-                .execute(pool)
-                .await?;
+            insert_webhook_logs!(pool, std::slice::from_ref(entry));
         });
         Ok(())
     }
 
     /// The newest webhooks first.
     pub async fn webhook_log(&self, limit: i64) -> Result<Vec<WebhookLogRow>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT id, received_at, connector, event_types, verdict, status, queued, detail FROM webhook_log \
                  ORDER BY id DESC LIMIT ?",

@@ -33,7 +33,7 @@ pub struct FlowProgress {
 impl Store {
     /// Incidents open now, oldest first.
     pub async fn open_alerts(&self) -> Result<Vec<AlertRow>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT id, key, text, opened_at, resolved_at FROM alerts WHERE resolved_at IS NULL ORDER BY id",
             ))
@@ -44,7 +44,7 @@ impl Store {
 
     /// Every incident, newest first.
     pub async fn alerts(&self, limit: i64) -> Result<Vec<AlertRow>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT id, key, text, opened_at, resolved_at FROM alerts ORDER BY id DESC LIMIT ?",
             ))
@@ -87,7 +87,7 @@ impl Store {
 
     /// Per flow with rows: dead letters, rows due at `now_ms`, and the last finished row.
     pub async fn flow_progress(&self, now_ms: i64) -> Result<Vec<FlowProgress>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql("SELECT flow, \
                  SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) AS dead, \
                  SUM(CASE WHEN status = 'pending' AND next_attempt_at <= ? THEN 1 ELSE 0 END) AS due, \

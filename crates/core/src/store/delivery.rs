@@ -11,7 +11,9 @@
 
 use tether_abi::Record;
 
-use super::activity::{bind_webhook_log, INSERT_WEBHOOK_LOG};
+use sqlx::Row;
+
+use super::activity::insert_webhook_logs;
 use super::{dialect, NewEvent, Store, StoreError, WebhookLogRow};
 
 /// A source record as the delivery workers see it.
@@ -131,32 +133,158 @@ struct ClaimedRow {
     attempts: i64,
 }
 
-/// One queue row; an event id already queued for the flow is skipped.
-const INSERT_OUTBOX: &str =
-    "INSERT INTO outbox (flow, source_id, event_id, record, status, next_attempt_at, created_at, updated_at) \
-     VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) \
-     ON CONFLICT (flow, event_id) WHERE event_id IS NOT NULL DO NOTHING";
+/// One queue row to insert: the record, its JSON and the flow it is queued for.
+struct NewRow<'a> {
+    flow: &'a str,
+    record: &'a Record,
+    json: &'a str,
+}
 
-/// Inserts `$records` (with their JSON, `$encoded`) as queue rows of `$flow` inside transaction
-/// `$tx`; evaluates to the [`Queued`] counts. A macro: the transaction's type differs per dialect.
+/// Inserts `$rows` (a slice of [`NewRow`]) as pending queue rows inside transaction `$tx`, one
+/// statement per [`ROWS_PER_INSERT`](super::ROWS_PER_INSERT) rows: on SQLite each statement is a
+/// round trip to the connection's thread, which one per row made the cost of a group commit.
+/// A row whose event id is already queued for its flow is skipped. Evaluates to, per row in
+/// order, whether it was queued. A macro: the transaction's type differs per dialect.
 macro_rules! insert_outbox_rows {
-    ($tx:ident, $sql:ident, $flow:expr, $records:expr, $encoded:expr, $now_ms:expr) => {{
-        let mut queued = Queued::default();
-        for (record, json) in $records.iter().zip($encoded) {
-            let inserted = sqlx::query(&$sql(INSERT_OUTBOX))
-                .bind($flow)
-                .bind(&record.id)
-                .bind(record.event.as_ref().map(|e| e.id.as_str()))
-                .bind(json)
-                .bind($now_ms)
-                .bind($now_ms)
+    ($tx:ident, $rows:expr, $now_ms:expr) => {{
+        let rows: &[NewRow] = $rows;
+        let mut queued_events = std::collections::HashSet::new();
+        for chunk in rows.chunks(super::ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO outbox (flow, source_id, event_id, record, status, next_attempt_at, created_at, updated_at) ",
+            );
+            insert.push_values(chunk, |mut values, row| {
+                values
+                    .push_bind(row.flow)
+                    .push_bind(&row.record.id)
+                    .push_bind(row.record.event.as_ref().map(|e| e.id.as_str()))
+                    .push_bind(row.json)
+                    .push_bind("pending")
+                    .push_bind($now_ms)
+                    .push_bind($now_ms)
+                    .push_bind($now_ms);
+            });
+            insert.push(
+                " ON CONFLICT (flow, event_id) WHERE event_id IS NOT NULL DO NOTHING RETURNING flow, event_id",
+            );
+            for returned in insert.build().fetch_all(&mut *$tx).await? {
+                let (flow, event_id): (String, Option<String>) = (returned.try_get(0)?, returned.try_get(1)?);
+                if let Some(event_id) = event_id {
+                    queued_events.insert((flow, event_id));
+                }
+            }
+        }
+        queued_flags(rows, queued_events)
+    }};
+}
+
+/// Which of `rows` an insert queued, given the `(flow, event id)` pairs it returned: a row
+/// without an event id always is; of rows with the same event id, only the first (the unique
+/// index skipped the others).
+fn queued_flags(rows: &[NewRow], mut queued_events: std::collections::HashSet<(String, String)>) -> Vec<bool> {
+    rows.iter()
+        .map(|row| match &row.record.event {
+            None => true,
+            Some(event) => queued_events.remove(&(row.flow.to_owned(), event.id.clone())),
+        })
+        .collect()
+}
+
+/// Adds a run of [`queued_flags`] up into counts.
+fn count_queued(flags: &[bool]) -> Queued {
+    let inserted = flags.iter().filter(|&&queued| queued).count();
+    Queued {
+        inserted,
+        duplicates: flags.len() - inserted,
+    }
+}
+
+/// How a claimed row's delivery ended, to record with [`Store::commit`]: what
+/// [`Store::finish_recording`] takes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finish {
+    pub id: i64,
+    pub worker: String,
+    pub outcome: Outcome,
+    /// Recorded only when the row is still `worker`'s.
+    pub events: Vec<NewEvent>,
+}
+
+/// What [`Store::commit`] stored, in the order it was given: per webhook and per flow of its
+/// queue, what was queued; per finish, whether the row was still the worker's (when not,
+/// nothing of that finish changed).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Committed {
+    pub intake: Vec<Vec<Queued>>,
+    pub finished: Vec<bool>,
+}
+
+/// Records `$finish` (a [`Finish`]) inside transaction `$tx`; evaluates to whether the row was
+/// still its worker's. The link and events are written only then. A macro: the transaction's
+/// type differs per dialect.
+macro_rules! finish_row {
+    ($tx:ident, $sql:ident, $finish:expr, $now_ms:expr) => {{
+        let finish: &Finish = $finish;
+        let (status, next_attempt, error, refund) = match &finish.outcome {
+            Outcome::Delivered { .. } => ("done", None, None, 0_i64),
+            Outcome::Retry { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str()), 0),
+            Outcome::Dead { error } => ("dead", None, Some(error.as_str()), 0),
+            Outcome::Throttled { at_ms, error } | Outcome::Paused { at_ms, error } => {
+                ("pending", Some(*at_ms), Some(error.as_str()), 1)
+            }
+        };
+        let updated = sqlx::query(&$sql(
+            "UPDATE outbox SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, \
+             attempts = attempts - ?, claimed_by = NULL, claimed_until = NULL, updated_at = ? \
+             WHERE id = ? AND claimed_by = ?",
+        ))
+        .bind(status)
+        .bind(next_attempt)
+        .bind(error)
+        .bind(refund)
+        .bind($now_ms)
+        .bind(finish.id)
+        .bind(&finish.worker)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            if let Outcome::Delivered { link: Some((key, row)) } = &finish.outcome {
+                sqlx::query(&$sql(
+                    "INSERT INTO links (source, source_id, target, target_id, written_hash, written, source_updated_at, parent_id, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (source, source_id, target) DO UPDATE SET target_id = excluded.target_id, \
+                     written_hash = excluded.written_hash, written = excluded.written, \
+                     source_updated_at = excluded.source_updated_at, parent_id = excluded.parent_id, \
+                     updated_at = excluded.updated_at",
+                ))
+                .bind(&key.source)
+                .bind(&key.source_id)
+                .bind(&key.target)
+                .bind(&row.target_id)
+                .bind(&row.written_hash)
+                .bind(&row.written)
+                .bind(&row.source_updated_at)
+                .bind(&row.parent_id)
                 .bind($now_ms)
                 .execute(&mut *$tx)
-                .await?
-                .rows_affected();
-            queued.count(inserted);
+                .await?;
+            }
+            for event in &finish.events {
+                sqlx::query(&$sql(
+                    "INSERT INTO events (at, flow, source_id, target_id, kind, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                ))
+                .bind($now_ms)
+                .bind(&event.flow)
+                .bind(&event.source_id)
+                .bind(&event.target_id)
+                .bind(event.kind.as_str())
+                .bind(&event.detail)
+                .execute(&mut *$tx)
+                .await?;
+            }
         }
-        queued
+        updated == 1
     }};
 }
 
@@ -176,35 +304,74 @@ fn encode_records(records: &[Record]) -> Result<Vec<String>, StoreError> {
 }
 
 impl Store {
-    /// Stores several webhooks in one transaction (group commit: one disk sync for all of
-    /// them): each write's queue rows and its log line. Returns, per write and per flow of its
-    /// `queue`, what was queued. All or nothing: on error no webhook of the batch is stored.
+    /// Stores several webhooks in one transaction: each write's queue rows and its log line.
+    /// Returns, per write and per flow of its `queue`, what was queued. All or nothing.
     pub async fn commit_intake(&self, writes: &[IntakeWrite], now_ms: i64) -> Result<Vec<Vec<Queued>>, StoreError> {
-        let encoded: Vec<Vec<Vec<String>>> = writes
+        Ok(self.commit(writes, &[], now_ms).await?.intake)
+    }
+
+    /// One transaction, so one disk sync, for webhooks (`intake`: each write's queue rows and
+    /// log line) and delivery results (`finishes`, each as [`Store::finish_recording`] records
+    /// it): the group commit of [`GroupCommit`](super::GroupCommit). All or nothing: on error
+    /// none of them is stored.
+    pub async fn commit(
+        &self,
+        intake: &[IntakeWrite],
+        finishes: &[Finish],
+        now_ms: i64,
+    ) -> Result<Committed, StoreError> {
+        let encoded: Vec<Vec<Vec<String>>> = intake
             .iter()
             .map(|w| w.queue.iter().map(|(_, records)| encode_records(records)).collect())
             .collect::<Result<_, _>>()?;
-        let mut results = Vec::with_capacity(writes.len());
+        let rows: Vec<NewRow> = intake
+            .iter()
+            .zip(&encoded)
+            .flat_map(|(write, encoded)| write.queue.iter().zip(encoded))
+            .flat_map(|((flow, records), encoded)| {
+                records
+                    .iter()
+                    .zip(encoded)
+                    .map(|(record, json)| NewRow { flow, record, json })
+            })
+            .collect();
         dialect!(self, |pool, sql| {
             let mut tx = pool.begin().await?;
-            for (write, encoded) in writes.iter().zip(&encoded) {
-                let mut per_flow = Vec::with_capacity(write.queue.len());
-                for ((flow, records), encoded) in write.queue.iter().zip(encoded) {
-                    per_flow.push(insert_outbox_rows!(tx, sql, flow, records, encoded, now_ms));
-                }
-                let rows: usize = per_flow.iter().map(|q| q.inserted).sum();
-                let log = WebhookLogRow {
-                    queued: i64::try_from(rows).unwrap_or(i64::MAX),
+            let mut committed = Committed {
+                intake: Vec::with_capacity(intake.len()),
+                finished: Vec::with_capacity(finishes.len()),
+            };
+            let flags = insert_outbox_rows!(tx, &rows, now_ms);
+            // Back from one run of flags, in the order of `rows`, to each write's counts per flow.
+            let mut flags = flags.as_slice();
+            for write in intake {
+                committed.intake.push(
+                    write
+                        .queue
+                        .iter()
+                        .map(|(_, records)| {
+                            let (these, rest) = flags.split_at(records.len());
+                            flags = rest;
+                            count_queued(these)
+                        })
+                        .collect(),
+                );
+            }
+            let logs: Vec<WebhookLogRow> = intake
+                .iter()
+                .zip(&committed.intake)
+                .map(|(write, per_flow)| WebhookLogRow {
+                    queued: i64::try_from(per_flow.iter().map(|q| q.inserted).sum::<usize>()).unwrap_or(i64::MAX),
                     ..write.log.clone()
-                };
-                bind_webhook_log!(sqlx::query(&sql(INSERT_WEBHOOK_LOG)), &log)
-                    .execute(&mut *tx)
-                    .await?;
-                results.push(per_flow);
+                })
+                .collect();
+            insert_webhook_logs!(&mut *tx, &logs);
+            for finish in finishes {
+                committed.finished.push(finish_row!(tx, sql, finish, now_ms));
             }
             tx.commit().await?;
-        });
-        Ok(results)
+            Ok(committed)
+        })
     }
 
     /// Queues `records` for `flow` and, in the same transaction, sets the flow's cursor when one
@@ -217,9 +384,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<Queued, StoreError> {
         let encoded = encode_records(records)?;
+        let rows: Vec<NewRow> = records
+            .iter()
+            .zip(&encoded)
+            .map(|(record, json)| NewRow { flow, record, json })
+            .collect();
         let queued = dialect!(self, |pool, sql| {
             let mut tx = pool.begin().await?;
-            let queued = insert_outbox_rows!(tx, sql, flow, records, &encoded, now_ms);
+            let queued = count_queued(&insert_outbox_rows!(tx, &rows, now_ms));
             if let Some(cursor) = cursor {
                 sqlx::query(&sql(
                     "INSERT INTO cursors (flow, cursor, updated_at) VALUES (?, ?, ?) \
@@ -303,7 +475,7 @@ impl Store {
     }
 
     pub async fn cursor(&self, flow: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(Option<String>,)> = dialect!(self, |pool, sql| {
+        let row: Option<(Option<String>,)> = dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql("SELECT cursor FROM cursors WHERE flow = ?"))
                 .bind(flow)
                 .fetch_optional(pool)
@@ -379,75 +551,18 @@ impl Store {
         events: &[NewEvent],
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let (status, next_attempt, error, refund) = match outcome {
-            Outcome::Delivered { .. } => ("done", None, None, 0_i64),
-            Outcome::Retry { at_ms, error } => ("pending", Some(*at_ms), Some(error.as_str()), 0),
-            Outcome::Dead { error } => ("dead", None, Some(error.as_str()), 0),
-            Outcome::Throttled { at_ms, error } | Outcome::Paused { at_ms, error } => {
-                ("pending", Some(*at_ms), Some(error.as_str()), 1)
-            }
+        let finish = Finish {
+            id,
+            worker: worker.to_owned(),
+            outcome: outcome.clone(),
+            events: events.to_vec(),
         };
-        let ours = dialect!(self, |pool, sql| {
-            let mut tx = pool.begin().await?;
-            let updated = sqlx::query(&sql(
-                "UPDATE outbox SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, \
-                 attempts = attempts - ?, claimed_by = NULL, claimed_until = NULL, updated_at = ? \
-                 WHERE id = ? AND claimed_by = ?",
-            ))
-            .bind(status)
-            .bind(next_attempt)
-            .bind(error)
-            .bind(refund)
-            .bind(now_ms)
-            .bind(id)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 1 {
-                if let Outcome::Delivered { link: Some((key, row)) } = outcome {
-                    sqlx::query(&sql(
-                        "INSERT INTO links (source, source_id, target, target_id, written_hash, written, source_updated_at, parent_id, updated_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                         ON CONFLICT (source, source_id, target) DO UPDATE SET target_id = excluded.target_id, \
-                         written_hash = excluded.written_hash, written = excluded.written, \
-                         source_updated_at = excluded.source_updated_at, parent_id = excluded.parent_id, \
-                         updated_at = excluded.updated_at",
-                    ))
-                    .bind(&key.source)
-                    .bind(&key.source_id)
-                    .bind(&key.target)
-                    .bind(&row.target_id)
-                    .bind(&row.written_hash)
-                    .bind(&row.written)
-                    .bind(&row.source_updated_at)
-                    .bind(&row.parent_id)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for event in events {
-                    sqlx::query(&sql(
-                        "INSERT INTO events (at, flow, source_id, target_id, kind, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                    ))
-                    .bind(now_ms)
-                    .bind(&event.flow)
-                    .bind(&event.source_id)
-                    .bind(&event.target_id)
-                    .bind(event.kind.as_str())
-                    .bind(&event.detail)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-            }
-            updated == 1
-        });
-        Ok(ours)
+        let committed = self.commit(&[], std::slice::from_ref(&finish), now_ms).await?;
+        Ok(committed.finished.first().copied().unwrap_or(false))
     }
 
     pub async fn link(&self, key: &LinkKey) -> Result<Option<LinkRow>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT target_id, written_hash, written, source_updated_at, parent_id FROM links \
                  WHERE source = ? AND source_id = ? AND target = ?",
@@ -469,7 +584,7 @@ impl Store {
         target: &str,
         target_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> = dialect!(self, |pool, sql| {
+        let row: Option<(String,)> = dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT source_id FROM links WHERE source = ? AND target = ? AND target_id = ?",
             ))
@@ -507,7 +622,7 @@ impl Store {
         target_connector: &str,
         target_id: &str,
     ) -> Result<Option<LinkRow>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT target_id, written_hash, written, source_updated_at, parent_id FROM links \
                  WHERE target_id = ? AND target LIKE ? AND source LIKE ? ORDER BY updated_at DESC LIMIT 1",
@@ -523,7 +638,7 @@ impl Store {
     /// The newest change of `source_id` still queued in any of `flows`.
     pub async fn pending_change(&self, flows: &[String], source_id: &str) -> Result<Option<Record>, StoreError> {
         for flow in flows {
-            let row: Option<(i64, String)> = dialect!(self, |pool, sql| {
+            let row: Option<(i64, String)> = dialect!(read self, |pool, sql| {
                 sqlx::query_as(&sql(
                     "SELECT id, record FROM outbox WHERE flow = ? AND source_id = ? AND status = 'pending' \
                      ORDER BY id DESC LIMIT 1",
@@ -543,7 +658,7 @@ impl Store {
     }
 
     pub async fn dead_letters(&self, flow: Option<&str>, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT id, flow, source_id, attempts, last_error, updated_at, record FROM outbox \
                  WHERE status = 'dead' AND (? IS NULL OR flow = ?) ORDER BY id LIMIT ?",
@@ -589,7 +704,7 @@ impl Store {
     }
 
     pub async fn flow_counts(&self) -> Result<Vec<FlowCounts>, StoreError> {
-        Ok(dialect!(self, |pool, sql| {
+        Ok(dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql("SELECT flow, \
                  SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS pending, \
                  SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END) AS dead, \

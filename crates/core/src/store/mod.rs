@@ -8,6 +8,7 @@
 mod activity;
 mod alerts;
 mod delivery;
+mod group_commit;
 mod secrets;
 
 use std::borrow::Cow;
@@ -19,7 +20,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use activity::{EventCount, EventKind, EventRow, FlowRunRow, LinkEdge, NewEvent, WebhookLogRow};
 pub use alerts::{AlertRow, FlowProgress};
-pub use delivery::{Claimed, DeadLetter, FlowCounts, IntakeWrite, LinkKey, LinkRow, LinkSide, Outcome, Queued};
+pub use delivery::{
+    Claimed, Committed, DeadLetter, Finish, FlowCounts, IntakeWrite, LinkKey, LinkRow, LinkSide, Outcome, Queued,
+};
+pub use group_commit::{CommitError, GroupCommit};
 pub use secrets::SealedSecret;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,19 +47,24 @@ impl StoreError {
     }
 }
 
-/// A connection pool to the state store, migrated to the current schema.
+/// Connections to the state store, migrated to the current schema.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// Writes on one connection, reads on others: in WAL mode they read while it writes.
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
 /// Runs `$body` with `$pool` bound to the dialect's pool and `$sql` a function that adapts a
-/// query text to the dialect. The body is type-checked once per dialect.
+/// query text to the dialect. The body is type-checked once per dialect. `dialect!(read ...)`
+/// is for a body that only reads: on SQLite it runs on a reader connection, not the writer.
 macro_rules! dialect {
-    ($store:expr, |$pool:ident, $sql:ident| $body:expr) => {
+    (@on $sqlite_pool:ident, $store:expr, |$pool:ident, $sql:ident| $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => {
+            $crate::store::Store::Sqlite { $sqlite_pool: $pool, .. } => {
                 #[allow(unused_variables)]
                 let $sql = |text: &'static str| $crate::store::for_sqlite(text);
                 $body
@@ -67,8 +76,18 @@ macro_rules! dialect {
             }
         }
     };
+    (read $store:expr, |$pool:ident, $sql:ident| $body:expr) => {
+        $crate::store::dialect!(@on reader, $store, |$pool, $sql| $body)
+    };
+    ($store:expr, |$pool:ident, $sql:ident| $body:expr) => {
+        $crate::store::dialect!(@on writer, $store, |$pool, $sql| $body)
+    };
 }
 pub(crate) use dialect;
+
+/// Rows per multi-row INSERT: at 7 or 8 parameters a row, far below both dialects' parameter
+/// limits (SQLite 32,766, PostgreSQL 65,535).
+pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 const LOCK_MARKER: &str = "/*LOCK*/";
 
@@ -106,12 +125,29 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
-                .connect_with(options)
+            // One writer connection: SQLite has one writer at a time, and writers on several
+            // connections meet at the file lock, where SQLite's busy handler sleeps (1, 2, 5,
+            // 10 ms and up) while the cores sit idle. On one connection they wait their turn in
+            // the pool, woken the moment it is free (webhook intake on 2 cores: 3,100/s, p99
+            // 22 ms → 5,000/s, 11 ms). Reads go to other connections, not behind a write's disk
+            // sync. `busy_timeout` still covers other processes (`tether dlq` beside `tether run`).
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
                 .await
                 .map_err(StoreError::Connect)?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            Store::Sqlite(pool)
+            sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+            let in_memory = options.get_filename() == std::path::Path::new(":memory:");
+            let reader = if in_memory {
+                writer.clone() // another connection would open another, empty, database
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(StoreError::Connect)?
+            };
+            Store::Sqlite { writer, reader }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .acquire_timeout(Duration::from_secs(10))
@@ -128,7 +164,7 @@ impl Store {
 
     pub fn dialect_name(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
+            Store::Sqlite { .. } => "sqlite",
             Store::Postgres(_) => "postgres",
         }
     }

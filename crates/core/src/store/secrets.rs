@@ -11,7 +11,7 @@ pub struct SealedSecret {
 
 impl Store {
     pub async fn secret_get(&self, instance: &str, name: &str) -> Result<Option<SealedSecret>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = dialect!(self, |pool, sql| {
+        let row: Option<(Vec<u8>, Vec<u8>)> = dialect!(read self, |pool, sql| {
             sqlx::query_as(&sql(
                 "SELECT nonce, ciphertext FROM secrets WHERE instance = ? AND name = ?",
             ))

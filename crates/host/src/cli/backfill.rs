@@ -49,6 +49,7 @@ pub fn run(config: &Config, args: &BackfillArgs<'_>) -> Result<Exit, CliError> {
         relations: &relations,
         source,
         store: &prepared.store,
+        commits: None,
         retry: config.delivery,
         priority: Priority::Backfill,
         clock: &now_ms,

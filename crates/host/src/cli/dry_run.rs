@@ -19,6 +19,7 @@ pub fn run(config: &Config, name: &str, limit: usize, json: bool) -> Result<Exit
         relations: &relations,
         source,
         store,
+        commits: None,
         retry: config.delivery,
         priority: tether_abi::Priority::Live,
         clock: &now_ms,

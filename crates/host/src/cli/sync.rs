@@ -19,6 +19,7 @@ pub fn run(config: &Config, name: &str, json: bool) -> Result<Exit, CliError> {
         relations: &relations,
         source,
         store,
+        commits: None,
         retry: config.delivery,
         priority: tether_abi::Priority::Live,
         clock: &now_ms,
