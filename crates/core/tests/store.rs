@@ -89,6 +89,20 @@ async fn migrations_are_idempotent() {
     Store::open(&url).await.expect("second open of a migrated store");
 }
 
+/// A webhook-log line of `connector` before the store fills in what it queued.
+fn log_line(connector: &str, verdict: &str, at: i64) -> tether_core::store::WebhookLogRow {
+    tether_core::store::WebhookLogRow {
+        id: 0,
+        received_at: at,
+        connector: connector.to_owned(),
+        event_types: "ContactCreate".into(),
+        verdict: verdict.into(),
+        status: 200,
+        queued: -1,
+        detail: None,
+    }
+}
+
 fn record(id: &str, event: Option<&str>, name: &str) -> Record {
     let mut fields = tether_abi::Fields::new();
     fields.insert("name".into(), name.into());
@@ -263,21 +277,12 @@ async fn a_page_larger_than_one_statement_is_queued_whole() {
 /// an event id seen earlier in the same batch is a duplicate, as it would be across batches.
 #[tokio::test]
 async fn an_intake_batch_queues_and_logs_each_webhook() {
-    use tether_core::store::{IntakeWrite, WebhookLogRow};
+    use tether_core::store::IntakeWrite;
     each_store(async |store, dialect| {
         let contacts = unique("intake-contacts");
         let tasks = unique("intake-tasks");
         let connector = unique("intake");
-        let log = |verdict: &str, at: i64| WebhookLogRow {
-            id: 0,
-            received_at: at,
-            connector: connector.clone(),
-            event_types: "ContactCreate".into(),
-            verdict: verdict.into(),
-            status: 200,
-            queued: -1,
-            detail: None,
-        };
+        let log = |verdict: &str, at: i64| log_line(&connector, verdict, at);
         let writes = vec![
             IntakeWrite {
                 queue: vec![
@@ -335,7 +340,7 @@ async fn an_intake_batch_queues_and_logs_each_webhook() {
 /// its worker's, and one that was not changes nothing (its events are not recorded either).
 #[tokio::test]
 async fn one_commit_stores_webhooks_and_delivery_results() {
-    use tether_core::store::{EventKind, Finish, IntakeWrite, NewEvent, WebhookLogRow};
+    use tether_core::store::{EventKind, Finish, IntakeWrite, NewEvent};
     each_store(async |store, dialect| {
         let flow = unique("commit-both");
         let page = [record("1", Some("x1"), "Ana"), record("2", Some("x2"), "Rui")];
@@ -371,16 +376,7 @@ async fn one_commit_stores_webhooks_and_delivery_results() {
                 flow.clone(),
                 vec![record("3", Some("x3"), "Eva"), record("1", Some("x1"), "Ana")],
             )],
-            log: WebhookLogRow {
-                id: 0,
-                received_at: 3,
-                connector: flow.clone(),
-                event_types: "ContactCreate".into(),
-                verdict: "verified".into(),
-                status: 200,
-                queued: -1,
-                detail: None,
-            },
+            log: log_line(&flow, "verified", 3),
         }];
         let committed = store.commit(&intake, &finishes, 3).await.expect("commit");
         assert_eq!(
@@ -416,7 +412,7 @@ async fn one_commit_stores_webhooks_and_delivery_results() {
 #[tokio::test]
 async fn a_group_commit_answers_every_writer() {
     use std::sync::Arc;
-    use tether_core::store::{Finish, GroupCommit, IntakeWrite, WebhookLogRow};
+    use tether_core::store::{Finish, GroupCommit, IntakeWrite};
     each_store(async |store, dialect| {
         let flow = unique("group");
         let page: Vec<Record> = (0..40).map(|i| record(&format!("p{i}"), None, "Ana")).collect();
@@ -451,16 +447,7 @@ async fn a_group_commit_answers_every_writer() {
                             flow.clone(),
                             vec![record(&format!("h{i}"), Some(&format!("ev{}", i % 30)), "Rui")],
                         )],
-                        log: WebhookLogRow {
-                            id: 0,
-                            received_at: 5,
-                            connector: flow,
-                            event_types: "ContactCreate".into(),
-                            verdict: "verified".into(),
-                            status: 200,
-                            queued: -1,
-                            detail: None,
-                        },
+                        log: log_line(&flow, "verified", 5),
                     })
                     .await
                     .expect("intake");
