@@ -852,7 +852,10 @@ fn a_ghl_task_whose_webhook_was_lost_reaches_aroflo_by_the_repair_poll() {
         rig.aroflo.emulator.state()["tasks"]
     );
     assert!(aroflo_tasks_named(&rig, title).is_empty(), "the same task, retitled");
-    let warnings = runtime_events(&rig, &sync, "aroflo-tasks", tether_core::store::EventKind::Warning);
+    // The write reaches AroFlo before the host records its outcome (the warning with it).
+    let warnings = || runtime_events(&rig, &sync, "aroflo-tasks", tether_core::store::EventKind::Warning);
+    eventually(std::time::Duration::from_secs(10), || !warnings().is_empty());
+    let warnings = warnings();
     assert!(
         warnings
             .iter()

@@ -500,9 +500,7 @@ impl FlowRun<'_> {
                         commits.finish(finish).await?;
                     }
                     None => {
-                        self.store
-                            .commit(&[], std::slice::from_ref(&finish), (self.clock)())
-                            .await?;
+                        self.store.finish_one(&finish, (self.clock)()).await?;
                     }
                 }
                 telemetry::row_finished(

@@ -557,7 +557,12 @@ impl Store {
             outcome: outcome.clone(),
             events: events.to_vec(),
         };
-        let committed = self.commit(&[], std::slice::from_ref(&finish), now_ms).await?;
+        self.finish_one(&finish, now_ms).await
+    }
+
+    /// Records one [`Finish`] in its own transaction; whether the row was still its worker's.
+    pub async fn finish_one(&self, finish: &Finish, now_ms: i64) -> Result<bool, StoreError> {
+        let committed = self.commit(&[], std::slice::from_ref(finish), now_ms).await?;
         Ok(committed.finished.first().copied().unwrap_or(false))
     }
 

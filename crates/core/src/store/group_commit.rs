@@ -132,11 +132,7 @@ async fn committer(store: Store, clock: Arc<dyn Fn() -> i64 + Send + Sync>, mut 
                     let _ = reply.send(result);
                 }
                 for (finish, reply) in finishes.into_iter().zip(finish_replies) {
-                    let result = store
-                        .commit(&[], std::slice::from_ref(&finish), now)
-                        .await
-                        .map(|committed| committed.finished.first().copied().unwrap_or(false))
-                        .map_err(Arc::new);
+                    let result = store.finish_one(&finish, now).await.map_err(Arc::new);
                     let _ = reply.send(result);
                 }
             }
